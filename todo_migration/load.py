@@ -1,0 +1,241 @@
+"""Load: bare tables, streamed COPY, then primary keys, indexes, foreign keys and sequences.
+
+DDL comes from SQLAlchemy's PostgreSQL compiler, so names and types are what the app's own
+create_all would give. Rows stream from SQLite in chunks sized by bytes (flat memory at any table
+size): a reader thread pulls the next chunk while PostgreSQL ingests the last, keeping both
+cores busy. Each chunk's md5 is kept for verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
+
+from .plan import Plan, TablePlan
+from .source import Source, quote_ident
+from .validate import Validation
+
+DIALECT = postgresql.dialect()
+CHUNK_BYTES = 2 * 1024 * 1024
+FIRST_CHUNK_ROWS = 2000
+MAX_CHUNK_ROWS = 100_000
+QUEUE_DEPTH = 4
+
+
+@dataclass
+class Chunk:
+    rows: int
+    first_id: int
+    last_id: int
+    data: bytes
+    md5: str
+
+
+@dataclass
+class ChunkLog:
+    """What was sent, chunk by chunk, without the data: enough to verify against PostgreSQL."""
+
+    first_ids: list[int]
+    rows: list[int]
+    md5s: list[str]
+    last_id: int | None = None
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows)
+
+    @property
+    def total(self) -> int:
+        return len(self.md5s)
+
+    def add(self, chunk: Chunk) -> None:
+        self.first_ids.append(chunk.first_id)
+        self.rows.append(chunk.rows)
+        self.md5s.append(chunk.md5)
+        self.last_id = chunk.last_id
+
+
+# --- SQL generation ------------------------------------------------------------------------
+
+
+def qualified_table(table: Table) -> str:
+    """Schema-qualified (when not public) and quoted as PostgreSQL needs."""
+    return DIALECT.identifier_preparer.format_table(table)
+
+
+def qualified(tp: TablePlan) -> str:
+    return qualified_table(tp.table)
+
+
+def create_table_sql(tp: TablePlan) -> str:
+    """CREATE TABLE with columns, types, NOT NULLs, defaults and the id sequence; no keys yet."""
+    columns = ",\n  ".join(str(CreateColumn(c).compile(dialect=DIALECT)) for c in tp.table.columns)
+    return f"CREATE TABLE {qualified(tp)} (\n  {columns}\n)"
+
+
+def key_and_index_sql(tp: TablePlan) -> list[str]:
+    """Primary key, then the models' indexes (unique ones included), in a stable order."""
+    statements = [str(AddConstraint(tp.table.primary_key).compile(dialect=DIALECT))]
+    for index in sorted(tp.table.indexes, key=lambda ix: ix.name or ""):
+        statements.append(str(CreateIndex(index).compile(dialect=DIALECT)))
+    return statements
+
+
+def foreign_key_sql(tp: TablePlan) -> list[str]:
+    fks = sorted(tp.table.foreign_key_constraints, key=lambda fk: [c.name for c in fk.columns])
+    return [str(AddConstraint(fk).compile(dialect=DIALECT)) for fk in fks]
+
+
+def copy_sql(tp: TablePlan) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FREEZE)").format(sql.SQL(qualified(tp)), cols)
+
+
+def sqlite_line(tp: TablePlan) -> str:
+    """One row as a line of COPY text, built by SQLite."""
+    return " || char(9) || ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns) + " || char(10)"
+
+
+def chunk_query(tp: TablePlan, validation: Validation) -> str:
+    pk = quote_ident(tp.pk)
+    where = f"{pk} > ?"
+    rejected = validation.rejected_table(tp.name)
+    if rejected:
+        where += f" AND {pk} NOT IN (SELECT id FROM {rejected})"
+    return (
+        f"SELECT count(*), min(id), max(id), group_concat(line, '') FROM ("
+        f"SELECT {pk} AS id, {sqlite_line(tp)} AS line FROM main.{quote_ident(tp.name)} "
+        f"WHERE {where} ORDER BY {pk} LIMIT ?)"
+    )
+
+
+# --- reading the source ----------------------------------------------------------------------
+
+
+def iter_chunks(source: Source, tp: TablePlan, validation: Validation) -> Iterator[Chunk]:
+    """Rows in id order as COPY text, about CHUNK_BYTES at a time however wide the rows are."""
+    if not tp.in_source or not tp.columns:
+        return
+    query = chunk_query(tp, validation)
+    after = -(2**63)
+    limit = FIRST_CHUNK_ROWS
+    while True:
+        rows, first_id, last_id, data = source.conn.execute(query, (after, limit)).fetchone()
+        if not rows:
+            return
+        yield Chunk(rows, first_id, last_id, data, hashlib.md5(data).hexdigest())
+        after = last_id
+        limit = max(16, min(MAX_CHUNK_ROWS, int(rows * CHUNK_BYTES / max(len(data), 1))))
+
+
+class ChunkReader:
+    """Runs iter_chunks on a thread, a few chunks ahead; a file-like object for copy_expert."""
+
+    def __init__(self, chunks: Iterator[Chunk], on_chunk: Callable[[Chunk], None]) -> None:
+        self._chunks = chunks
+        self._on_chunk = on_chunk
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="sqlite-reader", daemon=True)
+        self._done = False
+        self.failure: BaseException | None = None  # psycopg2 hides read() errors as QueryCanceled
+
+    def __enter__(self) -> ChunkReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.05)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not self._put(chunk):
+                    return
+            self._put(None)
+        except BaseException as exc:  # handed to the consumer, raised in the main thread
+            self._put(exc)
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            if self._done:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                self._done = True
+                return b""
+            self._on_chunk(item)
+            return item.data
+        except BaseException as exc:  # Ctrl-C lands here too, mid-COPY
+            self._done = True
+            self.failure = exc
+            raise
+
+
+def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validation,
+               on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
+    log = ChunkLog([], [], [])
+
+    def record(chunk: Chunk) -> None:
+        log.add(chunk)
+        on_chunk(chunk)
+
+    with ChunkReader(iter_chunks(source, tp, validation), record) as reader:
+        try:
+            cur.copy_expert(copy_sql(tp), reader, size=CHUNK_BYTES)
+        except psycopg2.Error:
+            if reader.failure is not None:
+                raise reader.failure from None
+            raise
+    return log
+
+
+def hash_source(source: Source, tp: TablePlan, validation: Validation,
+                on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
+    """The same chunks as a copy would send, hashed only (for --verify-only)."""
+    log = ChunkLog([], [], [])
+    for chunk in iter_chunks(source, tp, validation):
+        log.add(chunk)
+        on_chunk(chunk)
+    return log
+
+
+# --- after the data --------------------------------------------------------------------------
+
+
+def reset_sequence(cur: PgCursor, tp: TablePlan) -> int | None:
+    """Set the id sequence past max(id) so the app's next insert gets a fresh id."""
+    cur.execute(
+        sql.SQL(
+            "SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({pk}), 1), max({pk}) IS NOT NULL) "
+            "FROM {t}"
+        ).format(pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp))),
+        (qualified(tp), tp.pk),
+    )
+    return cur.fetchone()[0]

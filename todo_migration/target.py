@@ -1,0 +1,234 @@
+"""The PostgreSQL side's front door: parse the URL, connect, and explain connection failures.
+
+libpq parses the URL (percent-encoding, IPv6, Unix sockets, every query parameter), so what works
+in psql works here. The password is kept out of every string this module returns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.errors
+from psycopg2.extensions import connection as PgConnection
+from psycopg2.extensions import parse_dsn
+
+from .errors import MigrationError, UsageError
+
+DEFAULT_CONNECT_TIMEOUT = 10
+APPLICATION_NAME = "migrate_sqlite_to_postgres"
+URL_HELP = "expected postgresql://USER:PASSWORD@HOST:5432/DBNAME"
+_POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Connection parameters for psycopg2, plus a printable name that never holds the password."""
+
+    params: dict[str, str] = field(repr=False)
+    masked: str
+
+    @property
+    def dbname(self) -> str:
+        return self.params.get("dbname", "")
+
+    @property
+    def user(self) -> str:
+        return self.params.get("user", "")
+
+    @property
+    def host(self) -> str:
+        return self.params.get("host", "localhost")
+
+    def scrub(self, text: str) -> str:
+        """Remove the password from text that came from elsewhere (driver messages, URLs)."""
+        password = self.params.get("password")
+        if password and len(password) >= 3:
+            text = text.replace(password, "***")
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def mask_params(params: dict[str, str]) -> str:
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    hosts = [f"[{h}]" if ":" in h and not h.startswith("/") else h for h in host.split(",")]
+    port = params.get("port") or "5432"
+    return f"{','.join(hosts)}:{port}/{params.get('dbname', '')}"
+
+
+def parse_target_url(url: str) -> Target:
+    """Turn what the user typed into connection parameters, or say exactly what is wrong."""
+    url = url.strip().strip("'\"").strip()
+    if not url:
+        raise UsageError("the PostgreSQL URL is empty", f"pass --postgres-url ({URL_HELP})")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise UsageError("the PostgreSQL URL cannot be parsed", URL_HELP)
+    scheme = scheme.lower()
+    if scheme.startswith("sqlite"):
+        raise UsageError(
+            "the target URL points at SQLite (DATABASE_URL is still the development one?)",
+            f"pass --postgres-url with the PostgreSQL target, {URL_HELP}",
+        )
+    if scheme not in _POSTGRES_SCHEMES:
+        raise UsageError(
+            f"the target URL scheme {scheme}:// is not supported",
+            "use postgresql://, postgres:// or postgresql+psycopg2://",
+        )
+    try:
+        params = parse_dsn(f"postgresql://{rest}")
+    except psycopg2.ProgrammingError as exc:
+        reason = str(exc).strip().removeprefix("invalid dsn: ")
+        raise UsageError(
+            f"the PostgreSQL URL cannot be parsed ({_scrub_url_text(reason)})", URL_HELP
+        ) from None
+    if not params.get("dbname"):
+        raise UsageError("the PostgreSQL URL names no database", "add /DBNAME at the end of the URL")
+    port = params.get("port", "5432")
+    if not all(p.isdigit() for p in port.split(",")):
+        raise UsageError(f"the port {port!r} in the PostgreSQL URL is not a number", URL_HELP)
+    return Target(params=params, masked=mask_params(params))
+
+
+def _scrub_url_text(text: str) -> str:
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def connect(target: Target, *, autocommit: bool = False) -> PgConnection:
+    """Open a connection that cannot hang: connect_timeout defaults to 10 s, TCP keepalives on."""
+    params = dict(target.params)
+    params.setdefault("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
+    params.setdefault("application_name", APPLICATION_NAME)
+    params.setdefault("keepalives", "1")
+    params.setdefault("keepalives_idle", "30")
+    params.setdefault("keepalives_interval", "10")
+    params.setdefault("keepalives_count", "3")
+    try:
+        conn = psycopg2.connect(**params)
+    except psycopg2.OperationalError as exc:
+        raise explain_connect_error(exc, target) from None
+    conn.autocommit = autocommit
+    with conn.cursor() as cur:
+        cur.execute("SET client_encoding TO 'UTF8'")
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
+def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
+    """Map libpq's connection failures to one line with the fix."""
+    msg = target.scrub(str(exc).strip())
+    low = msg.lower()
+    where = target.masked
+    first = msg.splitlines()[0] if msg else type(exc).__name__
+    if "password authentication failed" in low or "password is required" in low or (
+        "no password supplied" in low
+    ):
+        return MigrationError(
+            f"PostgreSQL at {where} rejected the password for user {target.user or '(default)'!r}",
+            "check the user and password in --postgres-url / DATABASE_URL "
+            "(percent-encode special characters: @ as %40, : as %3A, / as %2F)",
+        )
+    m = re.search(r'database "([^"]+)" does not exist', msg)
+    if m:
+        owner = f" OWNER {target.user}" if target.user else ""
+        return MigrationError(
+            f"database {m.group(1)!r} does not exist on {where}",
+            f'create it first: psql -c \'CREATE DATABASE "{m.group(1)}"{owner}\' '
+            f"(or createdb {m.group(1)})",
+        )
+    m = re.search(r'role "([^"]+)" does not exist', msg)
+    if m:
+        return MigrationError(
+            f"role {m.group(1)!r} does not exist on {where}",
+            f"create it as a superuser: CREATE ROLE \"{m.group(1)}\" LOGIN PASSWORD '...'; "
+            "or fix the user in the URL",
+        )
+    if "timeout expired" in low:
+        return MigrationError(
+            f"timed out connecting to PostgreSQL at {where}",
+            "check host, port, firewall and VPN; raise ?connect_timeout=SECONDS if the server is slow",
+        )
+    if "could not translate host name" in low or "name or service not known" in low:
+        return MigrationError(
+            f"cannot resolve the PostgreSQL host {target.host!r}",
+            "check the host name in the URL",
+        )
+    if "connection refused" in low:
+        return MigrationError(
+            f"PostgreSQL at {where} refused the connection",
+            "is the server running and listening on that host and port?",
+        )
+    if "server does not support ssl" in low:
+        return MigrationError(
+            f"PostgreSQL at {where} does not offer TLS but the URL requires it",
+            "use ?sslmode=prefer or disable, or enable ssl on the server",
+        )
+    if "no pg_hba.conf entry" in low:
+        if "no encryption" in low or "ssl off" in low:
+            return MigrationError(
+                f"PostgreSQL at {where} only accepts TLS connections",
+                "add ?sslmode=require to the URL (verify-full with sslrootcert=CA.pem to check the certificate)",
+            )
+        return MigrationError(
+            f"PostgreSQL at {where} does not allow this user/database from this address (pg_hba.conf)",
+            "ask the administrator to allow it, or check user and database in the URL",
+        )
+    if "certificate" in low or "ssl" in low:
+        return MigrationError(
+            f"TLS to PostgreSQL at {where} failed: {first}",
+            "check sslmode and sslrootcert in the URL (sslmode=require skips certificate checks)",
+        )
+    if "too many connections" in low or "remaining connection slots" in low:
+        return MigrationError(
+            f"PostgreSQL at {where} has no free connection slots",
+            "retry when load is lower, or raise max_connections / use the pooler",
+        )
+    if "is the server running" in low or "no such file or directory" in low:
+        return MigrationError(
+            f"no PostgreSQL server answers at {where}",
+            "is the server running there? check host and port",
+        )
+    return MigrationError(f"cannot connect to PostgreSQL at {where}: {first}", "check the URL")
+
+
+CONNECTION_LOST_HINT = "re-run the migration when the connection is stable"
+
+
+def explain_run_error(exc: psycopg2.Error, target: Target, doing: str) -> MigrationError:
+    """Errors after connecting: the transaction is rolled back, so the target is untouched."""
+    msg = target.scrub((getattr(exc, "pgerror", None) or str(exc)).strip())
+    first = msg.splitlines()[0].removeprefix("ERROR:").strip() if msg else type(exc).__name__
+    if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+        return MigrationError(
+            f"permission denied while {doing} on {target.masked}: {first}",
+            f"since PostgreSQL 15 ordinary users cannot create tables in schema public; as the owner run: "
+            f'GRANT CREATE ON SCHEMA public TO "{target.user or "YOUR_USER"}" '
+            "(or use --schema with a schema you own)",
+            target_untouched=True,
+        )
+    if isinstance(exc, psycopg2.errors.LockNotAvailable):
+        return MigrationError(
+            f"timed out waiting for a lock while {doing}: {first}",
+            "another session is using these tables; stop it (or the app) and re-run",
+            target_untouched=True,
+        )
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or (
+        getattr(exc, "pgcode", None) or ""
+    ).startswith(("08", "57P")):
+        return MigrationError(
+            f"lost the connection to PostgreSQL while {doing} ({first})",
+            CONNECTION_LOST_HINT,
+            target_untouched=True,
+        )
+    if isinstance(exc, psycopg2.errors.DiskFull):
+        return MigrationError(
+            f"PostgreSQL ran out of disk space while {doing}",
+            "free space on the server and re-run",
+            target_untouched=True,
+        )
+    return MigrationError(
+        f"PostgreSQL refused while {doing}: {first}",
+        "fix the cause above and re-run (--debug shows the full error)",
+        target_untouched=True,
+    )

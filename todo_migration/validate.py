@@ -1,0 +1,259 @@
+"""Pre-flight: find every value PostgreSQL would refuse or change, before the target is touched.
+
+The scans are SQL over the source (SQLite's C engine does the per-value work). A clean table
+costs one aggregate scan; a dirty one a second scan that records each problem in the scratch
+database. In skip mode, rejection then follows the foreign keys: a row whose parent is rejected
+or missing is rejected too, so the target stays consistent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .plan import Plan, TablePlan
+from .source import Source, quote_ident
+
+SAMPLE_IDS = 5
+
+
+@dataclass
+class ProblemGroup:
+    kind: str
+    table: str
+    column: str
+    count: int
+    ids: list[int]
+    example: str
+
+
+@dataclass
+class Validation:
+    groups: list[ProblemGroup] = field(default_factory=list)
+    conversions: Counter = field(default_factory=Counter)  # (table, column, kind) -> count
+    rejected: Counter = field(default_factory=Counter)  # table -> rows rejected (skip mode)
+    reject_reasons: Counter = field(default_factory=Counter)  # (table, kind) -> rows
+
+    @property
+    def problem_count(self) -> int:
+        return sum(g.count for g in self.groups)
+
+    def rejected_table(self, table: str) -> str | None:
+        return f"scratch.{quote_ident('rejected_' + table)}" if self.rejected[table] else None
+
+
+def _row_check(col) -> str:
+    """One column's problem, NULL-aware: NOT NULL columns refuse NULL."""
+    c = col.sqlite
+    check = col.codec.problem(c)
+    if not col.column.nullable:
+        return f"CASE WHEN {c} IS NULL THEN 'null_in_not_null' ELSE {check} END"
+    return check
+
+
+def validate(source: Source, plan: Plan, *, skip_invalid: bool) -> Validation:
+    conn = source.conn
+    conn.execute("CREATE TABLE scratch.problems (tbl TEXT, id INTEGER, col TEXT, kind TEXT)")
+    result = Validation()
+    for tp in plan.tables:
+        if tp.in_source and tp.columns:
+            _scan_values(source, tp, result)
+            _scan_duplicates(source, tp)
+            _scan_foreign_keys(source, plan, tp)
+    _summarize(source, plan, result)
+    if skip_invalid:
+        _cascade_rejections(source, plan, result)
+    return result
+
+
+def _scan_values(source: Source, tp: TablePlan, result: Validation) -> None:
+    conn = source.conn
+    t = f"main.{quote_ident(tp.name)}"
+    pk = quote_ident(tp.pk)
+    checked = [c for c in tp.columns if c.name != tp.pk or not _is_rowid(source, tp)]
+    checks = [_row_check(c) for c in checked]
+    convs = [(c.name, label, e) for c in tp.columns for label, e in c.codec.conversions(c.sqlite)]
+    any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
+    aggregates = [f"coalesce(sum({any_bad}), 0)"] + [f"coalesce(sum({e}), 0)" for _, _, e in convs]
+    row = conn.execute(f"SELECT {', '.join(aggregates)} FROM {t}").fetchone()
+    for (column, label, _), n in zip(convs, row[1:]):
+        if n:
+            result.conversions[(tp.name, column, label)] += n
+    if not row[0]:
+        return
+    # Dirty: record each (row, column) problem. Only the bad rows are unpivoted.
+    bad = quote_ident(f"bad_{tp.name}")
+    cols = ", ".join(f"({e}) AS c{i}" for i, e in enumerate(checks))
+    conn.execute(
+        f"CREATE TABLE scratch.{bad} AS SELECT * FROM (SELECT {pk} AS id, {cols} FROM {t}) "
+        f"WHERE {' OR '.join(f'c{i} IS NOT NULL' for i in range(len(checks)))}"
+    )
+    for i, col in enumerate(checked):
+        conn.execute(
+            f"INSERT INTO scratch.problems SELECT ?, id, ?, c{i} FROM scratch.{bad} WHERE c{i} IS NOT NULL",
+            (tp.name, col.name),
+        )
+
+
+def _is_rowid(source: Source, tp: TablePlan) -> bool:
+    return source.tables[tp.name].rowid_pk == tp.pk
+
+
+def _unique_column_sets(source: Source, tp: TablePlan) -> list[list[str]]:
+    copied = {c.name for c in tp.columns}
+    sets = [[c.name for c in ix.columns] for ix in tp.table.indexes if ix.unique]
+    sets += [[c.name for c in uc.columns] for uc in tp.table.constraints if type(uc).__name__ == "UniqueConstraint"]
+    if not _is_rowid(source, tp):
+        sets.append([tp.pk])
+    return [s for s in sets if set(s) <= copied]
+
+
+def _scan_duplicates(source: Source, tp: TablePlan) -> None:
+    """Duplicates of the converted value (exact bytes: emails differing in case are distinct)."""
+    t = f"main.{quote_ident(tp.name)}"
+    pk = quote_ident(tp.pk)
+    by_name = {c.name: c for c in tp.columns}
+    for names in _unique_column_sets(source, tp):
+        exprs = [f"({by_name[n].codec.copy(by_name[n].sqlite)}) COLLATE BINARY" for n in names]
+        not_null = " AND ".join(f"{quote_ident(n)} IS NOT NULL" for n in names)
+        source.conn.execute(
+            f"INSERT INTO scratch.problems SELECT ?, id, ?, 'duplicate' FROM ("
+            f"SELECT {pk} AS id, row_number() OVER (PARTITION BY {', '.join(exprs)} ORDER BY {pk}) AS n "
+            f"FROM {t} WHERE {not_null}) WHERE n > 1",
+            (tp.name, ",".join(names)),
+        )
+
+
+def _scan_foreign_keys(source: Source, plan: Plan, tp: TablePlan) -> None:
+    t = f"main.{quote_ident(tp.name)}"
+    pk = quote_ident(tp.pk)
+    for col, parent, parent_col in tp.foreign_keys():
+        c = quote_ident(col)
+        exists = "0"
+        if plan.table(parent).in_source and parent_col in {x.name for x in plan.table(parent).columns}:
+            exists = f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
+        source.conn.execute(
+            f"INSERT INTO scratch.problems SELECT ?, {pk}, ?, 'missing_parent' FROM {t} x "
+            f"WHERE x.{c} IS NOT NULL AND NOT {exists}",
+            (tp.name, col),
+        )
+
+
+def _summarize(source: Source, plan: Plan, result: Validation) -> None:
+    rows = source.conn.execute(
+        "SELECT tbl, col, kind, count(*), min(id) FROM scratch.problems GROUP BY tbl, col, kind"
+    ).fetchall()
+    order = {t.name: i for i, t in enumerate(plan.tables)}
+    for tbl, col, kind, count, first_id in rows:
+        tbl, col, kind = (v.decode() for v in (tbl, col, kind))
+        ids = [
+            r[0]
+            for r in source.conn.execute(
+                "SELECT id FROM scratch.problems WHERE tbl = ? AND col = ? AND kind = ? ORDER BY id LIMIT ?",
+                (tbl, col, kind, SAMPLE_IDS),
+            )
+        ]
+        result.groups.append(ProblemGroup(kind, tbl, col, count, ids, _example(source, plan, tbl, col, kind, first_id)))
+    result.groups.sort(key=lambda g: (order.get(g.table, 99), g.column, g.kind))
+
+
+def _example(source: Source, plan: Plan, table: str, column: str, kind: str, row_id: int) -> str:
+    tp = plan.table(table)
+    if kind == "duplicate":
+        return f"id {row_id} repeats an earlier row's {column}"
+    value = source.conn.execute(
+        f"SELECT {quote_ident(column)} FROM main.{quote_ident(table)} WHERE {quote_ident(tp.pk)} = ?", (row_id,)
+    ).fetchone()[0]
+    if kind == "missing_parent":
+        parent = next(p for c, p, pc in tp.foreign_keys() if c == column)
+        return f"id {row_id} points at {parent} {value!r}, which does not exist"
+    return f"id {row_id}: {excerpt(value)}"
+
+
+def excerpt(value: object, width: int = 40) -> str:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return f"<{len(value)} bytes of binary>"
+    if isinstance(value, str):
+        shown = repr(value[:width]) + ("…" if len(value) > width else "")
+        return f"{shown} ({len(value):,} characters)" if len(value) > width else shown
+    return repr(value)
+
+
+def _cascade_rejections(source: Source, plan: Plan, result: Validation) -> None:
+    """Reject every row with a problem, then every row whose foreign key points at a rejected row."""
+    conn = source.conn
+    for tp in plan.tables:
+        rej = f"scratch.{quote_ident('rejected_' + tp.name)}"
+        conn.execute(f"CREATE TABLE {rej} (id INTEGER PRIMARY KEY, kind TEXT, detail TEXT)")
+        conn.execute(
+            f"INSERT INTO {rej} SELECT id, min(kind), group_concat(kind || ' in ' || col, '; ') "
+            "FROM scratch.problems WHERE tbl = ? GROUP BY id",
+            (tp.name,),
+        )
+        if not tp.in_source:
+            continue
+        t = f"main.{quote_ident(tp.name)}"
+        pk = quote_ident(tp.pk)
+        for col, parent, _ in tp.foreign_keys():
+            prej = f"scratch.{quote_ident('rejected_' + parent)}"
+            while True:  # a self-reference (parent_task_id) needs repeating until nothing changes
+                cur = conn.execute(
+                    f"INSERT OR IGNORE INTO {rej} SELECT x.{pk}, 'parent_rejected', "
+                    f"'{col} points at rejected {parent} ' || x.{quote_ident(col)} FROM {t} x "
+                    f"WHERE x.{quote_ident(col)} IN (SELECT id FROM {prej})"
+                )
+                if parent != tp.name or cur.rowcount == 0:
+                    break
+    for tp in plan.tables:
+        rej = f"scratch.{quote_ident('rejected_' + tp.name)}"
+        for kind, n in conn.execute(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"):
+            result.reject_reasons[(tp.name, kind.decode())] += n
+            result.rejected[tp.name] += n
+
+
+def write_rejects(source: Source, plan: Plan, result: Validation, path: Path) -> Path:
+    """Write the rejected rows, original values and reasons, to a temp file beside `path`.
+
+    The caller renames it into place only after the migration commits.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    conn = source.conn
+    previous = conn.text_factory
+    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
+            for tp in plan.tables:
+                rej = result.rejected_table(tp.name)
+                if not rej:
+                    continue
+                cur = conn.execute(
+                    f"SELECT r.kind, r.detail, t.* FROM {rej} r JOIN main.{quote_ident(tp.name)} t "
+                    f"ON t.{quote_ident(tp.pk)} = r.id ORDER BY r.id"
+                )
+                names = [d[0] for d in cur.description][2:]
+                for kind, detail, *values in cur:
+                    row = dict(zip(names, (_jsonable(v) for v in values)))
+                    record = {"table": tp.name, "id": row.get(tp.pk), "reason": f"{kind}: {detail}", "row": row}
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        conn.text_factory = previous
+    return Path(tmp)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
