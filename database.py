@@ -113,9 +113,7 @@ def resolve_config(env: dict[str, str] | None = None) -> DatabaseConfig:
         banner = f"✅ Database configured for SERVERLESS environment (NullPool, sslmode={sslmode})"
         return DatabaseConfig(environment, url, kwargs, banner)
 
-    raise DatabaseConfigError(
-        f"ENVIRONMENT={environment!r} is not one of {', '.join(ENVIRONMENTS)}"
-    )
+    raise DatabaseConfigError(f"ENVIRONMENT={environment!r} is not one of {', '.join(ENVIRONMENTS)}")
 
 
 def build_engine(config: DatabaseConfig, *, echo_banner: bool = True) -> Engine:

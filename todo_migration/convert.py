@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Column, DateTime, Integer, String, Text
 
@@ -52,7 +51,7 @@ def canonical_timestamp(value: object) -> str | None:
     try:
         dt = datetime.fromisoformat(value)
         if dt.tzinfo is not None:
-            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         return None
     return (
@@ -134,7 +133,12 @@ class TextCodec(Codec):
 
     def copy(self, c: str) -> str:
         v = f"CAST({self._value(c)} AS TEXT)"
-        for raw, escaped in (("'\\'", "'\\\\'"), ("char(9)", "'\\t'"), ("char(10)", "'\\n'"), ("char(13)", "'\\r'")):
+        for raw, escaped in (
+            ("'\\'", "'\\\\'"),
+            ("char(9)", "'\\t'"),
+            ("char(10)", "'\\n'"),
+            ("char(13)", "'\\r'"),
+        ):
             v = f"replace({v}, {raw}, {escaped})"
         return f"coalesce({v}, '{NULL_TEXT}')"
 
@@ -154,7 +158,12 @@ class TextCodec(Codec):
 
     def render(self, c: str) -> str:
         v = f"{c}::text"
-        for raw, escaped in (("'\\'", "'\\\\'"), ("E'\\t'", "'\\t'"), ("E'\\n'", "'\\n'"), ("E'\\r'", "'\\r'")):
+        for raw, escaped in (
+            ("'\\'", "'\\\\'"),
+            ("E'\\t'", "'\\t'"),
+            ("E'\\n'", "'\\n'"),
+            ("E'\\r'", "'\\r'"),
+        ):
             v = f"replace({v}, {raw}, {escaped})"
         return f"coalesce({v}, '{NULL_TEXT}')"
 

@@ -35,7 +35,8 @@ class MigrationError(Exception):
             parts.append("nothing was changed in PostgreSQL")
         line = "; ".join(parts) + "."
         if self.fix:
-            line += f" {self.fix.rstrip('.')}."
+            fix = self.fix.rstrip(".")
+            line += f" {fix[:1].upper()}{fix[1:]}."
         return line
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 
-from .plan import Plan, TablePlan
+from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
 

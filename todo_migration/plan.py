@@ -110,7 +110,9 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, strip_nul: bo
         model_cols = {c.name for c in table.columns}
         dropped = [c for c in (src.columns if src else []) if c not in model_cols]
         for name in dropped:
-            drift.append(Drift(table.name, name, "unknown_column", "not in the models: its values would not be copied"))
+            drift.append(
+                Drift(table.name, name, "unknown_column", "not in the models: its values would not be copied")
+            )
         if src is None:
             drift.append(Drift(table.name, None, "missing_table", "not in todo.db: would be created empty"))
         tables.append(
@@ -127,5 +129,7 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, strip_nul: bo
     ignored = sorted(set(source.tables) - {t.name for t in tables})
     for name in ignored:
         rows = source.tables[name].row_count
-        drift.append(Drift(name, None, "unknown_table", f"not in the models: its {rows:,} rows would not be copied"))
+        drift.append(
+            Drift(name, None, "unknown_table", f"not in the models: its {rows:,} rows would not be copied")
+        )
     return Plan(schema=schema, tables=tables, drift=drift, ignored_tables=ignored)

@@ -49,7 +49,9 @@ def _check_file(path: Path) -> None:
             "pass --sqlite-path PATH/TO/todo.db (the default is ./todo.db)",
         )
     if path.is_dir():
-        raise UsageError(f"{str(path)!r} is a directory, not a SQLite file", "pass --sqlite-path PATH/TO/todo.db")
+        raise UsageError(
+            f"{str(path)!r} is a directory, not a SQLite file", "pass --sqlite-path PATH/TO/todo.db"
+        )
     try:
         with path.open("rb") as fh:
             header = fh.read(16)

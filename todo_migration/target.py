@@ -99,6 +99,8 @@ def connect(target: Target, *, autocommit: bool = False) -> PgConnection:
     params = dict(target.params)
     params.setdefault("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
     params.setdefault("application_name", APPLICATION_NAME)
+    # In the startup packet, not a SET: PgBouncer's transaction pooling keeps no session state.
+    params.setdefault("client_encoding", "UTF8")
     params.setdefault("keepalives", "1")
     params.setdefault("keepalives_idle", "30")
     params.setdefault("keepalives_interval", "10")
@@ -108,10 +110,6 @@ def connect(target: Target, *, autocommit: bool = False) -> PgConnection:
     except psycopg2.OperationalError as exc:
         raise explain_connect_error(exc, target) from None
     conn.autocommit = autocommit
-    with conn.cursor() as cur:
-        cur.execute("SET client_encoding TO 'UTF8'")
-    if not autocommit:
-        conn.commit()
     return conn
 
 
@@ -121,8 +119,10 @@ def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
     low = msg.lower()
     where = target.masked
     first = msg.splitlines()[0] if msg else type(exc).__name__
-    if "password authentication failed" in low or "password is required" in low or (
-        "no password supplied" in low
+    if (
+        "password authentication failed" in low
+        or "password is required" in low
+        or ("no password supplied" in low)
     ):
         return MigrationError(
             f"PostgreSQL at {where} rejected the password for user {target.user or '(default)'!r}",
@@ -134,8 +134,7 @@ def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
         owner = f" OWNER {target.user}" if target.user else ""
         return MigrationError(
             f"database {m.group(1)!r} does not exist on {where}",
-            f'create it first: psql -c \'CREATE DATABASE "{m.group(1)}"{owner}\' '
-            f"(or createdb {m.group(1)})",
+            f"create it first: psql -c 'CREATE DATABASE \"{m.group(1)}\"{owner}' (or createdb {m.group(1)})",
         )
     m = re.search(r'role "([^"]+)" does not exist', msg)
     if m:

@@ -81,7 +81,7 @@ def _scan_values(source: Source, tp: TablePlan, result: Validation) -> None:
     any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
     aggregates = [f"coalesce(sum({any_bad}), 0)"] + [f"coalesce(sum({e}), 0)" for _, _, e in convs]
     row = conn.execute(f"SELECT {', '.join(aggregates)} FROM {t}").fetchone()
-    for (column, label, _), n in zip(convs, row[1:]):
+    for (column, label, _), n in zip(convs, row[1:], strict=True):
         if n:
             result.conversions[(tp.name, column, label)] += n
     if not row[0]:
@@ -107,7 +107,9 @@ def _is_rowid(source: Source, tp: TablePlan) -> bool:
 def _unique_column_sets(source: Source, tp: TablePlan) -> list[list[str]]:
     copied = {c.name for c in tp.columns}
     sets = [[c.name for c in ix.columns] for ix in tp.table.indexes if ix.unique]
-    sets += [[c.name for c in uc.columns] for uc in tp.table.constraints if type(uc).__name__ == "UniqueConstraint"]
+    sets += [
+        [c.name for c in uc.columns] for uc in tp.table.constraints if type(uc).__name__ == "UniqueConstraint"
+    ]
     if not _is_rowid(source, tp):
         sets.append([tp.pk])
     return [s for s in sets if set(s) <= copied]
@@ -158,7 +160,9 @@ def _summarize(source: Source, plan: Plan, result: Validation) -> None:
                 (tbl, col, kind, SAMPLE_IDS),
             )
         ]
-        result.groups.append(ProblemGroup(kind, tbl, col, count, ids, _example(source, plan, tbl, col, kind, first_id)))
+        result.groups.append(
+            ProblemGroup(kind, tbl, col, count, ids, _example(source, plan, tbl, col, kind, first_id))
+        )
     result.groups.sort(key=lambda g: (order.get(g.table, 99), g.column, g.kind))
 
 
@@ -167,7 +171,8 @@ def _example(source: Source, plan: Plan, table: str, column: str, kind: str, row
     if kind == "duplicate":
         return f"id {row_id} repeats an earlier row's {column}"
     value = source.conn.execute(
-        f"SELECT {quote_ident(column)} FROM main.{quote_ident(table)} WHERE {quote_ident(tp.pk)} = ?", (row_id,)
+        f"SELECT {quote_ident(column)} FROM main.{quote_ident(table)} WHERE {quote_ident(tp.pk)} = ?",
+        (row_id,),
     ).fetchone()[0]
     if kind == "missing_parent":
         parent = next(p for c, p, pc in tp.foreign_keys() if c == column)
@@ -240,8 +245,13 @@ def write_rejects(source: Source, plan: Plan, result: Validation, path: Path) ->
                 )
                 names = [d[0] for d in cur.description][2:]
                 for kind, detail, *values in cur:
-                    row = dict(zip(names, (_jsonable(v) for v in values)))
-                    record = {"table": tp.name, "id": row.get(tp.pk), "reason": f"{kind}: {detail}", "row": row}
+                    row = dict(zip(names, (_jsonable(v) for v in values), strict=True))
+                    record = {
+                        "table": tp.name,
+                        "id": row.get(tp.pk),
+                        "reason": f"{kind}: {detail}",
+                        "row": row,
+                    }
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
     except BaseException:
         os.unlink(tmp)

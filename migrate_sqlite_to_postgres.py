@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Move the Todo app's SQLite database (todo.db) to PostgreSQL: one transaction, verified.
+
+    python migrate_sqlite_to_postgres.py --dry-run
+    python migrate_sqlite_to_postgres.py [--sqlite-path PATH] [--postgres-url URL] [--force-recreate]
+
+The pipeline lives in the todo_migration package (one module per step); this file stays the one
+entry point. `--help` lists every flag.
+"""
+
+import sys
+
+from todo_migration.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

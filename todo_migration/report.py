@@ -1,0 +1,92 @@
+"""The machine-readable record of a run (--report PATH): what was read, written, rejected, checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .target import Target
+    from .validate import Validation
+    from .verify import TableCheck
+
+
+@dataclass
+class RunReport:
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    mode: str = ""
+    source: str = ""
+    target: str = ""
+    schema: str = ""
+    target_version: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    source_tables: dict[str, int] = field(default_factory=dict)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    conversions: list[dict[str, Any]] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+    reject_reasons: list[dict[str, Any]] = field(default_factory=list)
+    rejects_path: str | None = None
+    verification: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    result: str = "ok"
+    error: str | None = None
+
+    def start(self, options: Any, target: Target) -> None:
+        self.mode = options.mode
+        self.source = str(options.sqlite_path)
+        self.target = target.masked
+        self.schema = options.schema
+        self.options = {
+            k: v
+            for k, v in vars(options).items()
+            if k not in ("postgres_url", "sqlite_path") and isinstance(v, (bool, str, int, type(None)))
+        }
+
+    def set_validation(self, v: Validation) -> None:
+        self.problems = [vars(g) for g in v.groups]
+        self.conversions = [
+            {"table": t, "column": c, "kind": k, "count": n} for (t, c, k), n in sorted(v.conversions.items())
+        ]
+        self.rejected = dict(v.rejected)
+        self.reject_reasons = [
+            {"table": t, "reason": k, "rows": n} for (t, k), n in sorted(v.reject_reasons.items())
+        ]
+
+    def set_checks(self, checks: list[TableCheck]) -> None:
+        self.verification = [
+            {
+                "table": ch.table,
+                "ok": ch.ok,
+                "source_rows": ch.source_rows,
+                "target_rows": ch.target_rows,
+                "checksum_chunks": ch.chunks,
+                "mismatched_chunks": ch.mismatched_chunks,
+                "mismatches": [vars(m) for m in ch.mismatches],
+                "orphans": ch.orphans,
+                "sequence_ok": ch.sequence_ok,
+                "sequence": ch.sequence_detail,
+            }
+            for ch in checks
+        ]
+
+    def fail(self, line: str) -> None:
+        self.result = "failed"
+        self.error = line
+
+    def write(self, path: Path) -> None:
+        """Atomically, so a half-written report is never mistaken for a whole one."""
+        data = {"tool": "migrate_sqlite_to_postgres", "version": __version__, **vars(self)}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, ensure_ascii=False, default=str)
+            out.write("\n")
+        os.replace(tmp, path)
