@@ -4,7 +4,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 SIZE   ?= 1000000
-export XDG_RUNTIME_DIR ?= /tmp
 
 .PHONY: help venv dev demo test lint format bench bench-smoke clean
 

@@ -22,7 +22,8 @@ import psycopg2
 import psycopg2.errors
 from dotenv import dotenv_values
 
-from . import __version__, target as pg
+from . import __version__
+from . import target as pg
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MigrationError, UsageError
 from .load import (
     ChunkLog,
@@ -516,7 +517,7 @@ def prepare_rejects(run: Run) -> Path | None:
 
 
 def migrate(run: Run, conn) -> None:
-    o, c = run.options, run.console
+    o = run.options
     tmp_rejects = None if o.dry_run else prepare_rejects(run)
     try:
         with conn.cursor() as cur:

