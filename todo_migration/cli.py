@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "transaction. The target schema comes from models.py.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a typo such as --force-recreat must not silently mean something
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     src = p.add_argument_group("source and target")

@@ -214,7 +214,7 @@ class TimestampCodec(Codec):
         return [
             ("datetime without microseconds padded", f"{c} GLOB '{_TS19}'"),
             ("ISO datetime normalized (T, Z, offset to UTC, date only)",
-             f"{c} IS NOT NULL AND NOT ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}')"),
+             f"{c} IS NOT NULL AND NOT ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') AND canonical_ts({c}) IS NOT NULL"),
         ]  # fmt: skip
 
     def render(self, c: str) -> str:

@@ -249,7 +249,8 @@ def write_rejects(source: Source, plan: Plan, result: Validation, path: Path) ->
                     record = {
                         "table": tp.name,
                         "id": row.get(tp.pk),
-                        "reason": f"{kind}: {detail}",
+                        "reason": detail,
+                        "kind": kind,
                         "row": row,
                     }
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
