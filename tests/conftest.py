@@ -36,7 +36,9 @@ class Server:
     admin_url: str
     local: LocalPostgres | None
 
-    def url(self, dbname: str, *, user: str | None = None, password: str | None = None, query: str = "") -> str:
+    def url(
+        self, dbname: str, *, user: str | None = None, password: str | None = None, query: str = ""
+    ) -> str:
         parts = urlsplit(self.admin_url)
         netloc = parts.netloc
         if user is not None:

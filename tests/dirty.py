@@ -67,7 +67,9 @@ def make_dirty_db(path: Path) -> Path:
         conn.execute(
             "INSERT INTO users VALUES (50, 'user1@example.com', 'dup_email', 'h', NULL, 1, ?, NULL)", (ts,)
         )
-        conn.execute("INSERT INTO users VALUES (51, 'USER1@EXAMPLE.COM', 'case_only', 'h', NULL, 1, ?, NULL)", (ts,))
+        conn.execute(
+            "INSERT INTO users VALUES (51, 'USER1@EXAMPLE.COM', 'case_only', 'h', NULL, 1, ?, NULL)", (ts,)
+        )
         rows = [
             (101, "nul \x00 byte", None, 0, "low", None, None, 1, None, 0, ts),
             (102, "t" * 9000, None, 0, "low", None, None, 1, None, 0, ts),
@@ -83,7 +85,9 @@ def make_dirty_db(path: Path) -> Path:
             (114, "iso offset", None, 0, "low", None, "2024-03-01T12:30:00+05:30", 1, None, 0, ts),
             (115, "date only", None, 0, "low", None, "2024-03-01", 1, None, 0, ts),
         ]
-        rows += [(i, text[:200], text, 0, "low", None, None, 2, None, 0, ts) for i, text in CLEAN_TEXT.items()]
+        rows += [
+            (i, text[:200], text, 0, "low", None, None, 2, None, 0, ts) for i, text in CLEAN_TEXT.items()
+        ]
         conn.executemany(ins, rows)
         pat = "INSERT INTO recurring_patterns (id, task_id, user_id, frequency, interval, created_at) VALUES (?,?,?,?,?,?)"
         conn.execute(pat, (20, 7777, 1, "daily", 1, ts))

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
-
 from conftest import (
     ROOT,
     SCRIPT,
@@ -28,8 +25,10 @@ from conftest import (
     pg_query,
     pg_tables,
     run_cli,
-    sqlite_rows,
 )
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
 from models import RecurringPattern, Task, User
 
 BOOL_COLUMNS = {"is_active", "completed", "is_recurring"}
@@ -70,7 +69,11 @@ def test_migrates_the_guide_sample_value_for_value(sample_db, pg_url):
     assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
     assert_identical(sample_db, pg_url)
     out = result.stdout
-    assert out.index("Migrating users") < out.index("Migrating tasks") < out.index("Migrating recurring_patterns")
+    assert (
+        out.index("Migrating users")
+        < out.index("Migrating tasks")
+        < out.index("Migrating recurring_patterns")
+    )
     assert "Migration completed and verified" in out
     assert "users: 5 / 5 rows" in out
 
@@ -146,7 +149,9 @@ def test_force_recreate_replaces_the_tables(sample_db, pg_url, tmp_path):
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
     conn = psycopg2.connect(pg_url)
     with conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO users (email, username, hashed_password, created_at) VALUES ('x@y', 'stray', 'h', now())")
+        cur.execute(
+            "INSERT INTO users (email, username, hashed_password, created_at) VALUES ('x@y', 'stray', 'h', now())"
+        )
     conn.close()
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate")
     assert result.returncode == 0, result.stderr  # no terminal: proceeds without asking
@@ -158,7 +163,9 @@ def test_force_recreate_replaces_the_tables(sample_db, pg_url, tmp_path):
 def test_failing_force_recreate_leaves_old_data_intact(sample_db, pg_url, pg_server, tmp_path):
     """A dependent view makes DROP fail midway through the run: everything rolls back."""
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
-    pg_server.execute("CREATE VIEW open_tasks AS SELECT * FROM tasks WHERE NOT completed", pg_url.rsplit("/", 1)[1])
+    pg_server.execute(
+        "CREATE VIEW open_tasks AS SELECT * FROM tasks WHERE NOT completed", pg_url.rsplit("/", 1)[1]
+    )
     before = {t: pg_query(pg_url, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
     other = tmp_path / "other.db"
     from tools.make_todo_db import make_todo_db
@@ -177,7 +184,13 @@ def test_lock_held_by_another_session_times_out_with_its_name(sample_db, pg_url)
     try:
         started = time.monotonic()
         result = run_cli(
-            "--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate", "--lock-timeout", "1s"
+            "--sqlite-path",
+            str(sample_db),
+            "--postgres-url",
+            pg_url,
+            "--force-recreate",
+            "--lock-timeout",
+            "1s",
         )
         assert time.monotonic() - started < 30
         assert_one_line_error(result, "waiting for a lock", "todo-api-worker", "nothing was changed")
@@ -202,7 +215,9 @@ def test_dry_run_fails_when_the_real_run_would(sample_db, pg_url):
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
     assert_one_line_error(result, "already has the app's tables")
-    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run", "--force-recreate")
+    result = run_cli(
+        "--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run", "--force-recreate"
+    )
     assert result.returncode == 0, result.stderr
     assert "drop users, tasks, recurring_patterns" in result.stdout
     assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
@@ -216,7 +231,9 @@ def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
     try:
         for extra in ([], ["--dry-run"]):
             result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url, *extra)
-            err = assert_one_line_error(result, "permission denied", "GRANT CREATE ON SCHEMA public", "app_limited")
+            err = assert_one_line_error(
+                result, "permission denied", "GRANT CREATE ON SCHEMA public", "app_limited"
+            )
             assert "limited-pw" not in err + result.stdout
     finally:
         pg_server.execute(f'DROP DATABASE "{pg_db}" WITH (FORCE)')
@@ -230,7 +247,9 @@ def run_on_terminal(args: list[str], answer: str | None, timeout: float = 60) ->
     """Run the CLI with a pseudo-terminal as stdin/stdout, answering the prompt if asked."""
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     output = b""
     answered = False
@@ -406,7 +425,9 @@ def test_connection_refused(sample_db):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
-    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", f"postgresql://u:pw@127.0.0.1:{port}/db")
+    result = run_cli(
+        "--sqlite-path", str(sample_db), "--postgres-url", f"postgresql://u:pw@127.0.0.1:{port}/db"
+    )
     assert_one_line_error(result, "refused the connection")
 
 

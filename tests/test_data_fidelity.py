@@ -9,7 +9,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
 from conftest import assert_one_line_error, pg_query, pg_tables, run_cli
 from dirty import BAD_ROWS, CLEAN_TEXT, CONVERTED, DEPENDENT_ROWS, add_schema_drift, make_dirty_db
 
@@ -36,7 +35,14 @@ def test_dirty_source_is_refused_with_the_full_list_before_anything_is_written(d
     assert_one_line_error(result, "nothing was written", "--on-invalid skip")
     out = result.stdout
     for (table, row_id), kind in BAD_ROWS.items():
-        line = next((x for x in out.splitlines() if x.strip().startswith(kind) and f"{table}." in x and str(row_id) in x), None)
+        line = next(
+            (
+                x
+                for x in out.splitlines()
+                if x.strip().startswith(kind) and f"{table}." in x and str(row_id) in x
+            ),
+            None,
+        )
         assert line is not None, (table, row_id, kind, out)
     assert "9,000 characters" in out  # an excerpt, not the whole value
     assert pg_tables(pg_url) == {}
@@ -48,7 +54,9 @@ def test_dry_run_lists_problems_and_exits_non_zero(dirty_db, pg_url):
     assert result.returncode == 1
     assert "Found 8 problems" in result.stdout
     assert pg_tables(pg_url) == {}
-    result = run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--dry-run", "--on-invalid", "skip")
+    result = run_cli(
+        "--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--dry-run", "--on-invalid", "skip"
+    )
     assert result.returncode == 0, result.stderr
     assert "create tasks and copy 33 rows, 7 to the rejects file" in result.stdout
     assert pg_tables(pg_url) == {}
@@ -77,7 +85,9 @@ def test_skip_accounts_for_every_source_row_exactly_once(dirty_db, pg_url, tmp_p
     assert by_id[("tasks", 101)]["row"]["title"] == "nul \x00 byte"  # the original value, to fix by hand
     assert len(by_id[("tasks", 102)]["row"]["title"]) == 9000
     assert by_id[("tasks", 105)]["row"]["due_date"] == "next tuesday"
-    assert by_id[("tasks", 107)]["kind"] == "parent_rejected" and "users 50" in by_id[("tasks", 107)]["reason"]
+    assert (
+        by_id[("tasks", 107)]["kind"] == "parent_rejected" and "users 50" in by_id[("tasks", 107)]["reason"]
+    )
     assert by_id[("recurring_patterns", 21)]["kind"] == "parent_rejected"
     assert set(by_id[("tasks", 101)]["row"]) == {c[0] for c in pg_query(pg_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks'")}  # fmt: skip
     assert f"rejects file: {rejects}" in result.stdout
@@ -100,20 +110,32 @@ def test_lossless_conversions_are_applied_and_counted(dirty_db, pg_url):
 
 
 def test_clean_but_unusual_text_arrives_byte_identical(dirty_db, pg_url):
-    assert run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode == 0
+    assert (
+        run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode
+        == 0
+    )
     for row_id, text in CLEAN_TEXT.items():
         assert pg_query(pg_url, "SELECT description FROM tasks WHERE id = %s", (row_id,)) == [(text,)]
     # Emails differing only in case are different users: both kept.
-    assert pg_query(pg_url, "SELECT id FROM users WHERE lower(email) = 'user1@example.com' ORDER BY id") == [(1,), (51,)]
+    assert pg_query(pg_url, "SELECT id FROM users WHERE lower(email) = 'user1@example.com' ORDER BY id") == [
+        (1,),
+        (51,),
+    ]
 
 
 def test_default_rejects_path_is_next_to_the_source(dirty_db, pg_url):
-    assert run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode == 0
+    assert (
+        run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode
+        == 0
+    )
     assert len(read_rejects(dirty_db.with_name("todo.db.rejects.jsonl"))) == 10
 
 
 def test_rejects_file_is_not_written_when_the_run_fails(dirty_db, pg_url):
-    assert run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode == 0
+    assert (
+        run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode
+        == 0
+    )
     rejects = dirty_db.with_name("todo.db.rejects.jsonl")
     rejects.unlink()
     result = run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip")
@@ -130,7 +152,9 @@ def test_rejects_in_an_unwritable_place_is_a_clear_error(dirty_db, pg_url, tmp_p
 
 
 def test_strip_nul_removes_nul_bytes_and_says_so(dirty_db, pg_url):
-    result = run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip", "--strip-nul")
+    result = run_cli(
+        "--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip", "--strip-nul"
+    )
     assert result.returncode == 0, result.stderr
     assert pg_query(pg_url, "SELECT title FROM tasks WHERE id = 101") == [("nul  byte",)]
     assert "NUL bytes stripped (--strip-nul) (1)" in result.stdout
@@ -146,7 +170,9 @@ def test_schema_drift_is_refused_with_the_list(dirty_db, pg_url):
     assert_one_line_error(result, "differ in 3 places", "--allow-drift", "nothing was written")
     assert "unknown_column       tasks.color" in result.stdout
     assert "missing_column       users.updated_at" in result.stdout
-    assert "unknown_table        audit_log: not in the models: its 2 rows would not be copied" in result.stdout
+    assert (
+        "unknown_table        audit_log: not in the models: its 2 rows would not be copied" in result.stdout
+    )
     assert pg_tables(pg_url) == {}
 
 
@@ -157,7 +183,11 @@ def test_allow_drift_proceeds_and_reports(dirty_db, pg_url, tmp_path):
                      "--allow-drift", "--report", str(report))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "schema drift allowed (--allow-drift): 3 differences" in result.stdout
-    assert {d["kind"] for d in json.loads(report.read_text())["drift"]} == {"unknown_column", "missing_column", "unknown_table"}
+    assert {d["kind"] for d in json.loads(report.read_text())["drift"]} == {
+        "unknown_column",
+        "missing_column",
+        "unknown_table",
+    }
     assert pg_query(pg_url, "SELECT count(*) FROM users WHERE updated_at IS NULL") == [(6,)]
     assert "audit_log" not in pg_tables(pg_url)
 
@@ -185,7 +215,9 @@ CHANGES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("table", "row_id", "column", "change"), CHANGES, ids=[f"{c[0]}.{c[2]}" for c in CHANGES])
+@pytest.mark.parametrize(
+    ("table", "row_id", "column", "change"), CHANGES, ids=[f"{c[0]}.{c[2]}" for c in CHANGES]
+)
 def test_verify_only_finds_a_single_changed_value(sample_db, pg_url, table, row_id, column, change):
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
     ok = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--verify-only")
@@ -211,6 +243,11 @@ def test_verify_only_on_an_empty_target_says_to_migrate_first(sample_db, pg_url)
 
 
 def test_verify_only_respects_skip_mode_rejects(dirty_db, pg_url):
-    assert run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode == 0
-    result = run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip", "--verify-only")
+    assert (
+        run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip").returncode
+        == 0
+    )
+    result = run_cli(
+        "--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip", "--verify-only"
+    )
     assert result.returncode == 0, result.stderr

