@@ -1,0 +1,190 @@
+"""`make bench`: this tool side by side with its baselines, in one run, on one throwaway server.
+
+    python bench/run.py [--tasks 1000000] [--repeat 1] [--skip naive,pgloader]
+
+Generates a deterministic todo.db (cached in bench/data/), starts a local PostgreSQL with default
+durability settings, and runs each contender into a fresh database:
+  raw pipe   sqlite3 -csv | psql \\copy into bare tables, then keys, indexes, foreign keys, sequences
+  this tool  migrate_sqlite_to_postgres.py with default settings (validation and verification on)
+  pgloader   when installed (apt-get install pgloader)
+  naive      a typical SQLAlchemy batch-insert script (bench/naive_sqlalchemy.py)
+Prints wall time, the ratio to the raw pipe, peak RSS (the whole process tree) and rows/s, then
+this tool's phases. Every contender's row counts are checked afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models import Base  # noqa: E402
+from todo_migration.load import create_table_sql, foreign_key_sql, key_and_index_sql, qualified  # noqa: E402
+from todo_migration.plan import TablePlan  # noqa: E402
+from tools.make_todo_db import make_todo_db, sizes  # noqa: E402
+from tools.pgserver import LocalPostgres  # noqa: E402
+
+TABLES = [t.name for t in Base.metadata.sorted_tables]
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    peak_rss_mb: float
+    ok: bool
+    note: str = ""
+
+
+def measure(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> tuple[float, float, int, str]:
+    """Wall time and the peak summed RSS of the process and all its descendants."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, shell=shell, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    peak = 0
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    reader.join()
+    return elapsed, peak / 2**20, proc.returncode, b"".join(output).decode("utf-8", "replace")
+
+
+def bare_plans() -> list[TablePlan]:
+    return [TablePlan(t.name, t, [], [], [], 0, True) for t in Base.metadata.sorted_tables]
+
+
+def raw_pipe_script(db: Path, url: str) -> str:
+    """The fastest honest baseline: no checks, but the same tables, keys, indexes and sequences."""
+    plans = bare_plans()
+    create = ";\n".join(create_table_sql(tp) for tp in plans)
+    after = ";\n".join(s for tp in plans for s in key_and_index_sql(tp))
+    after += ";\n" + ";\n".join(s for tp in plans for s in foreign_key_sql(tp))
+    after += ";\n" + ";\n".join(
+        f"SELECT setval(pg_get_serial_sequence('{tp.name}', 'id'), max(id)) FROM {qualified(tp)}" for tp in plans
+    )
+    lines = ["set -eo pipefail", f"psql -X -q '{url}' <<'SQL'\n{create};\nSQL"]
+    for name in TABLES:
+        lines.append(f"sqlite3 -csv '{db}' 'SELECT * FROM {name}' | psql -X -q '{url}' -c '\\copy {name} FROM STDIN CSV'")
+    lines.append(f"psql -X -q '{url}' <<'SQL'\n{after};\nSQL")
+    return "\n".join(lines)
+
+
+def counts(url: str) -> dict[str, int]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            result = {}
+            for name in TABLES:
+                cur.execute(f"SELECT count(*) FROM {name}")
+                result[name] = cur.fetchone()[0]
+            return result
+    finally:
+        conn.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest counts")
+    p.add_argument("--skip", default="", help="comma-separated: raw,tool,pgloader,naive")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    a = p.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    data = ROOT / "bench" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    db = data / f"todo-{a.tasks}.db"
+    if not db.exists():
+        print(f"generating {db.name} ...", flush=True)
+        make_todo_db(db, tasks=a.tasks)
+    users, patterns = sizes(a.tasks)
+    expected = {"users": users, "tasks": a.tasks, "recurring_patterns": patterns}
+    total_rows = sum(expected.values())
+    print(f"{db.name}: {users:,} users, {a.tasks:,} tasks, {patterns:,} patterns, {db.stat().st_size / 2**20:,.0f} MB")
+
+    contenders = {
+        "raw pipe (sqlite3 | psql COPY)": ("raw", lambda url: (raw_pipe_script(db, url), True)),
+        "migrate_sqlite_to_postgres.py": (
+            "tool",
+            lambda url: ([sys.executable, str(ROOT / "migrate_sqlite_to_postgres.py"), "--sqlite-path", str(db),
+                          "--postgres-url", url, "--quiet", "--report", str(report_path)], False),  # fmt: skip
+        ),
+        "pgloader": ("pgloader", lambda url: (["pgloader", "--quiet", f"sqlite://{db}", url], False)),
+        "naive SQLAlchemy inserts": ("naive", lambda url: ([sys.executable, str(ROOT / "bench" / "naive_sqlalchemy.py"), str(db), url], False)),
+    }  # fmt: skip
+    if not shutil.which("pgloader"):
+        skip.add("pgloader")
+        print("pgloader not installed (apt-get install pgloader): skipped")
+    report_path = Path(tempfile.mkdtemp()) / "report.json"
+    results: list[Result] = []
+    phases: dict[str, float] = {}
+    env = dict(os.environ)
+    with LocalPostgres(fast=False) as server:
+        env["PATH"] = f"{server.bin}:{env['PATH']}"  # the server's own psql
+        for label, (key, build) in contenders.items():
+            if key in skip:
+                continue
+            best: Result | None = None
+            for attempt in range(a.repeat):
+                dbname = f"bench_{key}_{attempt}"
+                server.psql(f"DROP DATABASE IF EXISTS {dbname}")
+                server.psql(f"CREATE DATABASE {dbname}")
+                url = server.url(dbname)
+                cmd, shell = build(url)
+                print(f"running {label} ...", flush=True)
+                seconds, rss, code, output = measure(cmd if not shell else ["bash", "-c", cmd], env=env)
+                ok = code == 0 and counts(url) == expected
+                note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]
+                result = Result(label, seconds, rss, ok, note)
+                if key == "tool" and ok:
+                    run_phases = json.loads(report_path.read_text())["phases"]
+                    if best is None or seconds < best.seconds:
+                        phases = run_phases
+                if best is None or (ok and seconds < best.seconds):
+                    best = result
+                server.psql(f"DROP DATABASE {dbname}")
+            results.append(best)
+    print_table(results, total_rows, a.tasks, phases)
+    if a.json:
+        a.json.write_text(json.dumps({"tasks": a.tasks, "results": [vars(r) for r in results], "phases": phases}, indent=2))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def print_table(results: list[Result], total_rows: int, tasks: int, phases: dict[str, float]) -> None:
+    raw = next((r for r in results if r.name.startswith("raw") and r.ok), None)
+    cpu = platform.processor() or platform.machine()
+    print(f"\n{tasks:,} tasks ({total_rows:,} rows) on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, {cpu}")
+    print(f"| {'contender':<32} | {'wall s':>7} | {'× raw pipe':>10} | {'peak RSS MB':>11} | {'rows/s':>10} | ok |")
+    print(f"|{'-' * 34}|{'-' * 9}|{'-' * 12}|{'-' * 13}|{'-' * 12}|----|")
+    for r in results:
+        ratio = f"{r.seconds / raw.seconds:.2f}" if raw else "-"
+        ok = "yes" if r.ok else f"NO: {r.note}"
+        print(f"| {r.name:<32} | {r.seconds:>7.2f} | {ratio:>10} | {r.peak_rss_mb:>11.0f} | {total_rows / r.seconds:>10,.0f} | {ok} |")
+    if phases:
+        print("\nmigrate_sqlite_to_postgres.py phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
