@@ -334,6 +334,8 @@ def begin_transaction(run: Run, cur, *, read_only: bool) -> None:
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (o.lock_timeout,))
     cur.execute("SET LOCAL statement_timeout = 0")
     cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+    cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # verification reads timestamps back as sent
+    cur.execute("SET LOCAL synchronize_seqscans = off")  # a fresh table reads back in the order sent
     if not read_only:
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
@@ -473,12 +475,14 @@ def verify_target(run: Run, cur) -> None:
                     run.logs[tp.name] = hash_source(
                         run.source, tp, run.validation, lambda ch: bar.update(ch.rows)
                     )
-        run.checks = verify_all(cur, run.source, run.plan, run.validation, run.logs, values=o.verify)
+        run.checks = verify_all(
+            cur, run.source, run.plan, run.validation, run.logs, values=o.verify, fresh=not o.verify_only
+        )
     run.report.set_checks(run.checks)
     for check in run.checks:
         mark = "✅" if check.ok else "❌"
         orphans = sum(check.orphans.values())
-        values = f", values {'match' if not check.mismatched_chunks else 'DIFFER'}" if o.verify else ""
+        values = f", values {'match' if check.checksum_ok else 'DIFFER'}" if o.verify else ""
         c.detail(
             f"{mark} {check.table}: {check.target_rows:,} / {check.source_rows:,} rows{values}, "
             f"{orphans} orphans, sequence {check.sequence_detail}"

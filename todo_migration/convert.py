@@ -1,14 +1,18 @@
 """Type conversion, in one place: how each model type travels from SQLite to PostgreSQL.
 
-For every column type a Codec gives four SQL expressions:
-  copy      (SQLite) the value as PostgreSQL COPY text: escaped, with NULL as \\N
-  problem   (SQLite) NULL when the value can be stored exactly, else the kind of problem
+Values travel as CSV with every non-NULL field quoted: exactly what PostgreSQL's
+`COPY ... TO STDOUT (FORMAT csv, FORCE_QUOTE *)` prints for the stored values (DateStyle ISO). So
+the bytes sent and the bytes read back are identical when, and only when, every value arrived,
+and verification is a comparison of two checksums.
+
+For every column type a Codec gives SQL expressions:
+  copy        (SQLite) the value as a CSV field; NULL as an empty, unquoted field
+  problem     (SQLite) NULL when the value can be stored exactly, else the kind of problem
   conversions (SQLite) true where a lossless conversion happens (e.g. 'true' -> boolean)
-  render    (PostgreSQL) the stored value as the same COPY text
+  render      (PostgreSQL) a stored value as the same CSV field (to name a differing column)
 
 SQLite's C engine does the per-value work; Python is called only for the rare values that need
-it (non-canonical datetimes, NUL stripping). Because `copy` and `render` produce identical text
-for identical values, checksums of the two agree exactly when every value arrived.
+it (non-canonical datetimes, NUL stripping).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Boolean, Column, DateTime, Integer, String, Text
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-NULL_TEXT = r"\N"
 
-# SQLAlchemy's SQLite DateTime storage format, and CURRENT_TIMESTAMP's.
+# SQLAlchemy's SQLite DateTime storage format, and CURRENT_TIMESTAMP's (no fraction).
 _TS26 = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 _TS19 = _TS26[: _TS26.index(".")]
+# The same, narrowed to values that are surely real (day <= 28 needs no calendar): the fast path.
+_TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-2][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
 _FRACTION = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2})?[.,](\d+)")
 BOOLEAN_WORDS = {
     "1": "t", "true": "t", "t": "t", "yes": "t", "on": "t",
@@ -78,6 +83,11 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def quoted_field(expr: str) -> str:
+    """SQL (either engine) for a CSV field: the text quoted, quotes doubled; NULL stays NULL."""
+    return f"""'"' || replace({expr}, '"', '""') || '"'"""
+
+
 class Codec:
     kind = "value"
 
@@ -100,23 +110,24 @@ class IntegerCodec(Codec):
     kind = "integer"
 
     def copy(self, c: str) -> str:
-        return f"coalesce(CAST({c} AS TEXT), '{NULL_TEXT}')"
+        return f"""coalesce('"' || CAST({c} AS INTEGER) || '"', '')"""
 
     def problem(self, c: str) -> str:
         return (
-            f"CASE WHEN {c} IS NULL THEN NULL "
+            f"CASE WHEN typeof({c}) = 'integer' THEN "
+            f"CASE WHEN {c} BETWEEN {INT32_MIN} AND {INT32_MAX} THEN NULL ELSE 'integer_out_of_range' END "
+            f"WHEN {c} IS NULL THEN NULL "
             f"WHEN typeof({c}) = 'text' AND CAST(CAST({c} AS INTEGER) AS TEXT) = {c} "
             f"THEN CASE WHEN CAST({c} AS INTEGER) BETWEEN {INT32_MIN} AND {INT32_MAX} "
             "THEN NULL ELSE 'integer_out_of_range' END "
-            f"WHEN typeof({c}) <> 'integer' THEN 'not_an_integer' "
-            f"WHEN {c} NOT BETWEEN {INT32_MIN} AND {INT32_MAX} THEN 'integer_out_of_range' END"
+            "ELSE 'not_an_integer' END"
         )
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
         return [("integer stored as text", f"typeof({c}) = 'text'")]
 
     def render(self, c: str) -> str:
-        return f"coalesce({c}::text, '{NULL_TEXT}')"
+        return f"""coalesce('"' || {c}::text || '"', '')"""
 
 
 class TextCodec(Codec):
@@ -132,22 +143,19 @@ class TextCodec(Codec):
         return c
 
     def copy(self, c: str) -> str:
-        v = f"CAST({self._value(c)} AS TEXT)"
-        for raw, escaped in (
-            ("'\\'", "'\\\\'"),
-            ("char(9)", "'\\t'"),
-            ("char(10)", "'\\n'"),
-            ("char(13)", "'\\r'"),
-        ):
-            v = f"replace({v}, {raw}, {escaped})"
-        return f"coalesce({v}, '{NULL_TEXT}')"
+        return f"coalesce({quoted_field(f'CAST({self._value(c)} AS TEXT)')}, '')"
 
     def problem(self, c: str) -> str:
         checks = [f"WHEN {c} IS NULL THEN NULL", f"WHEN typeof({c}) = 'blob' THEN 'binary_in_text_column'"]
         if not self.strip_nul:
             checks.append(f"WHEN instr(CAST({c} AS BLOB), x'00') THEN 'nul_byte'")
         if self.length is not None:
-            checks.append(f"WHEN length({self._value(c)}) > {self.length} THEN 'too_long'")
+            # Bytes are never fewer than characters, and their count is free: count characters
+            # only for values that could be too long.
+            checks.append(
+                f"WHEN length(CAST({c} AS BLOB)) > {self.length} AND length({self._value(c)}) > {self.length} "
+                "THEN 'too_long'"
+            )
         return f"CASE {' '.join(checks)} END"
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
@@ -157,15 +165,7 @@ class TextCodec(Codec):
         return result
 
     def render(self, c: str) -> str:
-        v = f"{c}::text"
-        for raw, escaped in (
-            ("'\\'", "'\\\\'"),
-            ("E'\\t'", "'\\t'"),
-            ("E'\\n'", "'\\n'"),
-            ("E'\\r'", "'\\r'"),
-        ):
-            v = f"replace({v}, {raw}, {escaped})"
-        return f"coalesce({v}, '{NULL_TEXT}')"
+        return f"coalesce({quoted_field(f'{c}::text')}, '')"
 
 
 class BooleanCodec(Codec):
@@ -176,49 +176,59 @@ class BooleanCodec(Codec):
         return f"CASE WHEN typeof({c}) IN ('integer', 'text') THEN CASE lower({c}) {whens} END END"
 
     def copy(self, c: str) -> str:
-        return f"CASE WHEN {c} IS NULL THEN '{NULL_TEXT}' ELSE {self._word(c)} END"
+        return f"""CASE {c} WHEN 1 THEN '"t"' WHEN 0 THEN '"f"' ELSE coalesce('"' || {self._word(c)} || '"', '') END"""
 
     def problem(self, c: str) -> str:
-        return f"CASE WHEN {c} IS NOT NULL AND ({self._word(c)}) IS NULL THEN 'not_a_boolean' END"
+        return f"CASE WHEN {c} IN (0, 1) OR {c} IS NULL THEN NULL WHEN ({self._word(c)}) IS NULL THEN 'not_a_boolean' END"
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
         return [("boolean stored as text", f"typeof({c}) = 'text'")]
 
     def render(self, c: str) -> str:
-        return f"CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' ELSE '{NULL_TEXT}' END"
+        return f"""CASE WHEN {c} THEN '"t"' WHEN NOT {c} THEN '"f"' ELSE '' END"""
 
 
 class TimestampCodec(Codec):
+    """Naive UTC timestamps. PostgreSQL prints microseconds without trailing zeros, so we send them so."""
+
     kind = "timestamp"
 
     def copy(self, c: str) -> str:
+        trimmed = f"rtrim(rtrim({c}, '0'), '.')"
         return (
-            f"CASE WHEN {c} IS NULL THEN '{NULL_TEXT}' WHEN {c} GLOB '{_TS26}' THEN {c} "
-            f"WHEN {c} GLOB '{_TS19}' THEN {c} || '.000000' ELSE canonical_ts({c}) END"
+            f"""CASE WHEN {c} IS NULL THEN '' WHEN {c} GLOB '{_TS26}' THEN '"' || {trimmed} || '"' """
+            f"""WHEN {c} GLOB '{_TS19}' THEN '"' || {c} || '"' """
+            f"""ELSE '"' || rtrim(rtrim(canonical_ts({c}), '0'), '.') || '"' END"""
         )
 
     def problem(self, c: str) -> str:
-        # Fast path: the app's own format with a real calendar date; anything else asks Python.
+        # Fast path: the app's own format with a date that surely exists. Days 29-31, month or
+        # hour out of range, and every other spelling are checked exactly (the calendar, or Python).
+        fast = (
+            f"{c} GLOB '{_TS_SAFE}*' AND ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') "
+            f"AND substr({c}, 6, 2) BETWEEN '01' AND '12' AND substr({c}, 9, 2) BETWEEN '01' AND '28' "
+            f"AND substr({c}, 12, 2) < '24' AND substr({c}, 1, 4) <> '0000'"
+        )
         head = f"substr({c}, 1, 19)"
         exact = (
-            f"typeof({c}) = 'text' AND ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') "
-            f"AND substr({c}, 1, 4) <> '0000' "
+            f"typeof({c}) = 'text' AND ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') AND substr({c}, 1, 4) <> '0000' "
             f"AND strftime('%Y-%m-%d %H:%M:%S', julianday({head})) = {head}"
         )
         return (
-            f"CASE WHEN {c} IS NULL THEN NULL WHEN {exact} THEN NULL "
+            f"CASE WHEN {c} IS NULL THEN NULL WHEN {fast} THEN NULL WHEN {exact} THEN NULL "
             f"WHEN canonical_ts({c}) IS NULL THEN 'bad_datetime' END"
         )
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
         return [
-            ("datetime without microseconds padded", f"{c} GLOB '{_TS19}'"),
+            ("datetime without fractional seconds", f"{c} GLOB '{_TS19}'"),
             ("ISO datetime normalized (T, Z, offset to UTC, date only)",
-             f"{c} IS NOT NULL AND NOT ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') AND canonical_ts({c}) IS NOT NULL"),
+             f"CASE WHEN {c} IS NULL OR {c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}' THEN 0 "
+             f"ELSE canonical_ts({c}) IS NOT NULL END"),
         ]  # fmt: skip
 
     def render(self, c: str) -> str:
-        return f"coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US'), '{NULL_TEXT}')"
+        return f"""coalesce('"' || {c}::text || '"', '')"""
 
 
 def codec_for(column: Column, *, strip_nul: bool = False) -> Codec:

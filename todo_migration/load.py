@@ -3,7 +3,7 @@
 DDL comes from SQLAlchemy's PostgreSQL compiler, so names and types are what the app's own
 create_all would give. Rows stream from SQLite in chunks sized by bytes (flat memory at any table
 size): a reader thread pulls the next chunk while PostgreSQL ingests the last, keeping both
-cores busy. Each chunk's md5 is kept for verification.
+cores busy. The md5 of the stream is kept for verification.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -38,16 +39,16 @@ class Chunk:
     first_id: int
     last_id: int
     data: bytes
-    md5: str
 
 
 @dataclass
 class ChunkLog:
-    """What was sent, chunk by chunk, without the data: enough to verify against PostgreSQL."""
+    """What was sent, without the data: the md5 of the whole stream, and where each chunk began
+    (so that a mismatch can be narrowed down to rows)."""
 
-    first_ids: list[int]
-    rows: list[int]
-    md5s: list[str]
+    first_ids: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    digest: Any = field(default_factory=hashlib.md5, repr=False)  # updated by the reader thread
     last_id: int | None = None
 
     @property
@@ -56,12 +57,15 @@ class ChunkLog:
 
     @property
     def total(self) -> int:
-        return len(self.md5s)
+        return len(self.rows)
+
+    @property
+    def md5(self) -> str:
+        return self.digest.hexdigest()
 
     def add(self, chunk: Chunk) -> None:
         self.first_ids.append(chunk.first_id)
         self.rows.append(chunk.rows)
-        self.md5s.append(chunk.md5)
         self.last_id = chunk.last_id
 
 
@@ -98,12 +102,25 @@ def foreign_key_sql(tp: TablePlan) -> list[str]:
 
 def copy_sql(tp: TablePlan) -> sql.Composed:
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
-    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FREEZE)").format(sql.SQL(qualified(tp)), cols)
+    # FREEZE: the table was created in this transaction, so rows can be written frozen (no later
+    # vacuum rewrite of 1M rows); COPY rejects it otherwise, which would be a bug here.
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(sql.SQL(qualified(tp)), cols)
+
+
+def readback_sql(tp: TablePlan, *, ordered: bool) -> sql.Composed:
+    """The stored rows as the same CSV the copy sent. A table this run loaded with one COPY is read
+    in physical order, which is the order sent; an existing table is read in id order."""
+    cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
+    if not ordered:
+        return sql.SQL("COPY {} ({}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(sql.SQL(qualified(tp)), cols)
+    return sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(
+        cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
+    )
 
 
 def sqlite_line(tp: TablePlan) -> str:
-    """One row as a line of COPY text, built by SQLite."""
-    return " || char(9) || ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns) + " || char(10)"
+    """One row as a CSV line, built by SQLite."""
+    return " || ',' || ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns) + " || char(10)"
 
 
 def chunk_query(tp: TablePlan, validation: Validation) -> str:
@@ -122,8 +139,9 @@ def chunk_query(tp: TablePlan, validation: Validation) -> str:
 # --- reading the source ----------------------------------------------------------------------
 
 
-def iter_chunks(source: Source, tp: TablePlan, validation: Validation) -> Iterator[Chunk]:
-    """Rows in id order as COPY text, about CHUNK_BYTES at a time however wide the rows are."""
+def iter_chunks(source: Source, tp: TablePlan, validation: Validation, digest: Any) -> Iterator[Chunk]:
+    """Rows in id order as CSV, about CHUNK_BYTES at a time however wide the rows are; each chunk
+    is added to `digest` here, on the reader thread, while PostgreSQL ingests the last one."""
     if not tp.in_source or not tp.columns:
         return
     query = chunk_query(tp, validation)
@@ -133,7 +151,8 @@ def iter_chunks(source: Source, tp: TablePlan, validation: Validation) -> Iterat
         rows, first_id, last_id, data = source.conn.execute(query, (after, limit)).fetchone()
         if not rows:
             return
-        yield Chunk(rows, first_id, last_id, data, hashlib.md5(data).hexdigest())
+        digest.update(data)
+        yield Chunk(rows, first_id, last_id, data)
         after = last_id
         limit = max(16, min(MAX_CHUNK_ROWS, int(rows * CHUNK_BYTES / max(len(data), 1))))
 
@@ -200,13 +219,13 @@ class ChunkReader:
 
 def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validation,
                on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
-    log = ChunkLog([], [], [])
+    log = ChunkLog()
 
     def record(chunk: Chunk) -> None:
         log.add(chunk)
         on_chunk(chunk)
 
-    with ChunkReader(iter_chunks(source, tp, validation), record) as reader:
+    with ChunkReader(iter_chunks(source, tp, validation, log.digest), record) as reader:
         try:
             cur.copy_expert(copy_sql(tp), reader, size=CHUNK_BYTES)
         except psycopg2.Error:
@@ -219,8 +238,8 @@ def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validat
 def hash_source(source: Source, tp: TablePlan, validation: Validation,
                 on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
     """The same chunks as a copy would send, hashed only (for --verify-only)."""
-    log = ChunkLog([], [], [])
-    for chunk in iter_chunks(source, tp, validation):
+    log = ChunkLog()
+    for chunk in iter_chunks(source, tp, validation, log.digest):
         log.add(chunk)
         on_chunk(chunk)
     return log

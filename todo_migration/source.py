@@ -33,6 +33,27 @@ class Source:
     conn: sqlite3.Connection = field(repr=False)
     tables: dict[str, SourceTable]
     journal_mode: str
+    immutable: bool = False
+    strip_nul: bool = False
+
+    def extra_readers(self, count: int) -> list[sqlite3.Connection]:
+        """More connections that see exactly our snapshot, for scanning on both cores.
+
+        Only where that is guaranteed: in rollback-journal mode our open read transaction holds
+        a SHARED lock, so no writer can commit until we finish and every reader sees the same
+        data. In WAL mode a writer may commit between two connections' snapshots, so there
+        we scan on this one connection alone.
+        """
+        if count < 1 or (self.journal_mode.lower() == "wal" and not self.immutable):
+            return []
+        readers = []
+        for _ in range(count):
+            conn = _connect_read_only(self.path, immutable=self.immutable)
+            register_sqlite_functions(conn, strip_nul=self.strip_nul)
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            readers.append(conn)
+        return readers
 
     def close(self) -> None:
         try:
@@ -102,6 +123,7 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
     _check_file(path)
     try:
         conn = _connect_read_only(path)
+        immutable = False
         try:
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         except sqlite3.OperationalError as exc:
@@ -110,6 +132,7 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
                 raise
             conn.close()
             conn = _connect_read_only(path, immutable=True)
+            immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         conn.execute("BEGIN")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the snapshot
@@ -119,7 +142,9 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
         tables = _inspect(conn)
     except sqlite3.Error as exc:
         raise explain_sqlite_error(exc, path) from None
-    return Source(path=path, conn=conn, tables=tables, journal_mode=str(journal_mode))
+    return Source(
+        path=path, conn=conn, tables=tables, journal_mode=str(journal_mode), immutable=immutable, strip_nul=strip_nul
+    )
 
 
 def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:

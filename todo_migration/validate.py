@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from .plan import Plan, TablePlan
 from .source import Source, quote_ident
 
 SAMPLE_IDS = 5
+PARALLEL_SCANS = 2  # connections scanning at once: the machine's cores, at most this
 
 
 @dataclass
@@ -60,33 +63,126 @@ def validate(source: Source, plan: Plan, *, skip_invalid: bool) -> Validation:
     conn = source.conn
     conn.execute("CREATE TABLE scratch.problems (tbl TEXT, id INTEGER, col TEXT, kind TEXT)")
     result = Validation()
-    for tp in plan.tables:
-        if tp.in_source and tp.columns:
-            _scan_values(source, tp, result)
-            _scan_duplicates(source, tp)
-            _scan_foreign_keys(source, plan, tp)
+    scans = [tp for tp in plan.tables if tp.in_source and tp.columns]
+    summaries = summarize_tables(source, plan, scans)
+    for tp in scans:
+        summary = summaries[tp.name]
+        for (column, label, _), n in zip(_conversions(tp), summary[1 : 1 + len(_conversions(tp))], strict=True):
+            if n:
+                result.conversions[(tp.name, column, label)] += n
+        if summary[0]:
+            _record_value_problems(source, tp)
+        _scan_duplicates(source, tp)
+        orphans = summary[1 + len(_conversions(tp)) :]
+        for fk, n in zip(tp.foreign_keys(), orphans, strict=True):
+            if n:
+                _record_orphans(source, plan, tp, fk)
     _summarize(source, plan, result)
     if skip_invalid:
         _cascade_rejections(source, plan, result)
     return result
 
 
-def _scan_values(source: Source, tp: TablePlan, result: Validation) -> None:
+def _checked_columns(tp: TablePlan, source: Source) -> list:
+    return [c for c in tp.columns if c.name != tp.pk or not _is_rowid(source, tp)]
+
+
+def _conversions(tp: TablePlan) -> list[tuple[str, str, str]]:
+    return [(c.name, label, e) for c in tp.columns for label, e in c.codec.conversions(c.sqlite)]
+
+
+def _orphan_condition(plan: Plan, fk: tuple[str, str, str]) -> str:
+    col, parent, parent_col = fk
+    c = quote_ident(col)
+    exists = "0"
+    if plan.table(parent).in_source and parent_col in {x.name for x in plan.table(parent).columns}:
+        exists = f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
+    return f"x.{c} IS NOT NULL AND NOT {exists}"
+
+
+def summary_sql(source: Source, plan: Plan, tp: TablePlan, *, ranged: bool) -> str:
+    """One aggregate pass over an id range: [rows with a problem, each conversion's count, each
+    foreign key's orphans]. A clean table costs this one scan and nothing more."""
+    checks = [_row_check(c) for c in _checked_columns(tp, source)]
+    any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
+    exprs = [any_bad] + [e for _, _, e in _conversions(tp)] + [_orphan_condition(plan, fk) for fk in tp.foreign_keys()]
+    where = f" WHERE x.{quote_ident(tp.pk)} BETWEEN ? AND ?" if ranged else ""
+    return f"SELECT {', '.join(f'coalesce(sum({e}), 0)' for e in exprs)} FROM main.{quote_ident(tp.name)} x{where}"
+
+
+def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dict[str, list[int]]:
+    """Run the summary scans, split by id range over both cores where the snapshot allows it."""
+    work: list[tuple[TablePlan, int | None, int | None]] = []
+    for tp in tables:
+        if not _is_rowid(source, tp):  # keys may be NULL or text: one scan of everything
+            work.append((tp, None, None))
+            continue
+        lo, hi = source.conn.execute(
+            f"SELECT min({quote_ident(tp.pk)}), max({quote_ident(tp.pk)}) FROM main.{quote_ident(tp.name)}"
+        ).fetchone()
+        if lo is None:
+            continue
+        if hi - lo < 20_000:
+            work.append((tp, lo, hi))
+            continue
+        mid = lo + (hi - lo) // 2
+        work += [(tp, lo, mid), (tp, mid + 1, hi)]
+    ranged = {tp.name: summary_sql(source, plan, tp, ranged=True) for tp in tables}
+    whole = {tp.name: summary_sql(source, plan, tp, ranged=False) for tp in tables}
+    totals: dict[str, list[int]] = {}
+    for tp in tables:
+        width = 1 + len(_conversions(tp)) + len(tp.foreign_keys())
+        totals[tp.name] = [0] * width
+
+    def scan(conn: sqlite3.Connection, item: tuple) -> None:
+        tp, lo, hi = item
+        if lo is None:
+            row = conn.execute(whole[tp.name]).fetchone()
+        else:
+            row = conn.execute(ranged[tp.name], (lo, hi)).fetchone()
+        with lock:
+            totals[tp.name] = [a + b for a, b in zip(totals[tp.name], row, strict=True)]
+
+    lock = threading.Lock()
+    readers = source.extra_readers(min(PARALLEL_SCANS, os.cpu_count() or 1) - 1) if len(work) > 1 else []
+    if not readers:
+        for item in work:
+            scan(source.conn, item)
+        return totals
+    pending = list(reversed(work))
+    failures: list[BaseException] = []
+
+    def worker(conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                with lock:
+                    if not pending or failures:
+                        return
+                    item = pending.pop()
+                scan(conn, item)
+        except BaseException as exc:  # raised again in the calling thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in readers]
+    for t in threads:
+        t.start()
+    worker(source.conn)
+    for t in threads:
+        t.join()
+    for conn in readers:
+        conn.close()
+    if failures:
+        raise failures[0]
+    return totals
+
+
+def _record_value_problems(source: Source, tp: TablePlan) -> None:
+    """A dirty table: record each (row, column) problem. Only the bad rows are unpivoted."""
     conn = source.conn
     t = f"main.{quote_ident(tp.name)}"
     pk = quote_ident(tp.pk)
-    checked = [c for c in tp.columns if c.name != tp.pk or not _is_rowid(source, tp)]
+    checked = _checked_columns(tp, source)
     checks = [_row_check(c) for c in checked]
-    convs = [(c.name, label, e) for c in tp.columns for label, e in c.codec.conversions(c.sqlite)]
-    any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
-    aggregates = [f"coalesce(sum({any_bad}), 0)"] + [f"coalesce(sum({e}), 0)" for _, _, e in convs]
-    row = conn.execute(f"SELECT {', '.join(aggregates)} FROM {t}").fetchone()
-    for (column, label, _), n in zip(convs, row[1:], strict=True):
-        if n:
-            result.conversions[(tp.name, column, label)] += n
-    if not row[0]:
-        return
-    # Dirty: record each (row, column) problem. Only the bad rows are unpivoted.
     bad = quote_ident(f"bad_{tp.name}")
     cols = ", ".join(f"({e}) AS c{i}" for i, e in enumerate(checks))
     conn.execute(
@@ -131,19 +227,13 @@ def _scan_duplicates(source: Source, tp: TablePlan) -> None:
         )
 
 
-def _scan_foreign_keys(source: Source, plan: Plan, tp: TablePlan) -> None:
-    t = f"main.{quote_ident(tp.name)}"
+def _record_orphans(source: Source, plan: Plan, tp: TablePlan, fk: tuple[str, str, str]) -> None:
     pk = quote_ident(tp.pk)
-    for col, parent, parent_col in tp.foreign_keys():
-        c = quote_ident(col)
-        exists = "0"
-        if plan.table(parent).in_source and parent_col in {x.name for x in plan.table(parent).columns}:
-            exists = f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
-        source.conn.execute(
-            f"INSERT INTO scratch.problems SELECT ?, {pk}, ?, 'missing_parent' FROM {t} x "
-            f"WHERE x.{c} IS NOT NULL AND NOT {exists}",
-            (tp.name, col),
-        )
+    source.conn.execute(
+        f"INSERT INTO scratch.problems SELECT ?, x.{pk}, ?, 'missing_parent' FROM main.{quote_ident(tp.name)} x "
+        f"WHERE {_orphan_condition(plan, fk)}",
+        (tp.name, fk[0]),
+    )
 
 
 def _summarize(source: Source, plan: Plan, result: Validation) -> None:
