@@ -48,7 +48,11 @@ def main(sqlite_path: str, url: str) -> int:
                     batch = []
             if batch:
                 dst.execute(insert(table), batch)
-            dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT max(id) FROM {table.name}))"))
+            dst.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT max(id) FROM {table.name}))"
+                )
+            )
     return 0
 
 

@@ -51,10 +51,14 @@ class Result:
     note: str = ""
 
 
-def measure(cmd: list[str] | str, *, shell: bool = False, env: dict | None = None) -> tuple[float, float, int, str]:
+def measure(
+    cmd: list[str] | str, *, shell: bool = False, env: dict | None = None
+) -> tuple[float, float, int, str]:
     """Wall time and the peak summed RSS of the process and all its descendants."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, shell=shell, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, shell=shell, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
+    )
     peak = 0
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
@@ -83,11 +87,14 @@ def raw_pipe_script(db: Path, url: str) -> str:
     after = ";\n".join(s for tp in plans for s in key_and_index_sql(tp))
     after += ";\n" + ";\n".join(s for tp in plans for s in foreign_key_sql(tp))
     after += ";\n" + ";\n".join(
-        f"SELECT setval(pg_get_serial_sequence('{tp.name}', 'id'), max(id)) FROM {qualified(tp)}" for tp in plans
+        f"SELECT setval(pg_get_serial_sequence('{tp.name}', 'id'), max(id)) FROM {qualified(tp)}"
+        for tp in plans
     )
     lines = ["set -eo pipefail", f"psql -X -q '{url}' <<'SQL'\n{create};\nSQL"]
     for name in TABLES:
-        lines.append(f"sqlite3 -csv '{db}' 'SELECT * FROM {name}' | psql -X -q '{url}' -c '\\copy {name} FROM STDIN CSV'")
+        lines.append(
+            f"sqlite3 -csv '{db}' 'SELECT * FROM {name}' | psql -X -q '{url}' -c '\\copy {name} FROM STDIN CSV'"
+        )
     lines.append(f"psql -X -q '{url}' <<'SQL'\n{after};\nSQL")
     return "\n".join(lines)
 
@@ -122,7 +129,9 @@ def main() -> int:
     users, patterns = sizes(a.tasks)
     expected = {"users": users, "tasks": a.tasks, "recurring_patterns": patterns}
     total_rows = sum(expected.values())
-    print(f"{db.name}: {users:,} users, {a.tasks:,} tasks, {patterns:,} patterns, {db.stat().st_size / 2**20:,.0f} MB")
+    print(
+        f"{db.name}: {users:,} users, {a.tasks:,} tasks, {patterns:,} patterns, {db.stat().st_size / 2**20:,.0f} MB"
+    )
 
     contenders = {
         "raw pipe (sqlite3 | psql COPY)": ("raw", lambda url: (raw_pipe_script(db, url), True)),
@@ -168,22 +177,32 @@ def main() -> int:
             results.append(best)
     print_table(results, total_rows, a.tasks, phases)
     if a.json:
-        a.json.write_text(json.dumps({"tasks": a.tasks, "results": [vars(r) for r in results], "phases": phases}, indent=2))
+        a.json.write_text(
+            json.dumps({"tasks": a.tasks, "results": [vars(r) for r in results], "phases": phases}, indent=2)
+        )
     return 0 if all(r.ok for r in results) else 1
 
 
 def print_table(results: list[Result], total_rows: int, tasks: int, phases: dict[str, float]) -> None:
     raw = next((r for r in results if r.name.startswith("raw") and r.ok), None)
     cpu = platform.processor() or platform.machine()
-    print(f"\n{tasks:,} tasks ({total_rows:,} rows) on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, {cpu}")
-    print(f"| {'contender':<32} | {'wall s':>7} | {'× raw pipe':>10} | {'peak RSS MB':>11} | {'rows/s':>10} | ok |")
+    print(
+        f"\n{tasks:,} tasks ({total_rows:,} rows) on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, {cpu}"
+    )
+    print(
+        f"| {'contender':<32} | {'wall s':>7} | {'× raw pipe':>10} | {'peak RSS MB':>11} | {'rows/s':>10} | ok |"
+    )
     print(f"|{'-' * 34}|{'-' * 9}|{'-' * 12}|{'-' * 13}|{'-' * 12}|----|")
     for r in results:
         ratio = f"{r.seconds / raw.seconds:.2f}" if raw else "-"
         ok = "yes" if r.ok else f"NO: {r.note}"
-        print(f"| {r.name:<32} | {r.seconds:>7.2f} | {ratio:>10} | {r.peak_rss_mb:>11.0f} | {total_rows / r.seconds:>10,.0f} | {ok} |")
+        print(
+            f"| {r.name:<32} | {r.seconds:>7.2f} | {ratio:>10} | {r.peak_rss_mb:>11.0f} | {total_rows / r.seconds:>10,.0f} | {ok} |"
+        )
     if phases:
-        print("\nmigrate_sqlite_to_postgres.py phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        print(
+            "\nmigrate_sqlite_to_postgres.py phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _TS26 = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 _TS19 = _TS26[: _TS26.index(".")]
 # The same, narrowed to values that are surely real (day <= 28 needs no calendar): the fast path.
-_TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-2][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+_TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
 _FRACTION = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2})?[.,](\d+)")
 BOOLEAN_WORDS = {
     "1": "t", "true": "t", "t": "t", "yes": "t", "on": "t",
@@ -94,6 +94,15 @@ class Codec:
     def copy(self, c: str) -> str:
         raise NotImplementedError
 
+    def copy_canonical(self, c: str) -> str:
+        """`copy` for a table whose values all passed `canonical`: the same text, less work."""
+        return self.copy(c)
+
+    def canonical(self, c: str) -> str:
+        """SQLite expression, true when a non-NULL value is already in the exact form PostgreSQL
+        stores, needing no conversion: the one cheap test every value of a clean table passes."""
+        raise NotImplementedError
+
     def problem(self, c: str) -> str:
         """SQLite expression: NULL if storable, else a problem kind (NULLs are checked elsewhere)."""
         raise NotImplementedError
@@ -108,6 +117,12 @@ class Codec:
 
 class IntegerCodec(Codec):
     kind = "integer"
+
+    def canonical(self, c: str) -> str:
+        return f"typeof({c}) = 'integer' AND {c} BETWEEN {INT32_MIN} AND {INT32_MAX}"
+
+    def copy_canonical(self, c: str) -> str:
+        return f"""coalesce('"' || {c} || '"', '')"""
 
     def copy(self, c: str) -> str:
         return f"""coalesce('"' || CAST({c} AS INTEGER) || '"', '')"""
@@ -145,6 +160,15 @@ class TextCodec(Codec):
     def copy(self, c: str) -> str:
         return f"coalesce({quoted_field(f'CAST({self._value(c)} AS TEXT)')}, '')"
 
+    def copy_canonical(self, c: str) -> str:
+        return f"coalesce({quoted_field(c)}, '')"
+
+    def canonical(self, c: str) -> str:
+        test = f"typeof({c}) = 'text' AND NOT instr(CAST({c} AS BLOB), x'00')"
+        if self.length is not None:  # bytes are free to count and never fewer than characters
+            test += f" AND (length(CAST({c} AS BLOB)) <= {self.length} OR length({c}) <= {self.length})"
+        return test
+
     def problem(self, c: str) -> str:
         checks = [f"WHEN {c} IS NULL THEN NULL", f"WHEN typeof({c}) = 'blob' THEN 'binary_in_text_column'"]
         if not self.strip_nul:
@@ -178,6 +202,12 @@ class BooleanCodec(Codec):
     def copy(self, c: str) -> str:
         return f"""CASE {c} WHEN 1 THEN '"t"' WHEN 0 THEN '"f"' ELSE coalesce('"' || {self._word(c)} || '"', '') END"""
 
+    def canonical(self, c: str) -> str:
+        return f"{c} IN (0, 1)"
+
+    def copy_canonical(self, c: str) -> str:
+        return f"""CASE {c} WHEN 1 THEN '"t"' WHEN 0 THEN '"f"' ELSE '' END"""
+
     def problem(self, c: str) -> str:
         return f"CASE WHEN {c} IN (0, 1) OR {c} IS NULL THEN NULL WHEN ({self._word(c)}) IS NULL THEN 'not_a_boolean' END"
 
@@ -199,6 +229,17 @@ class TimestampCodec(Codec):
             f"""CASE WHEN {c} IS NULL THEN '' WHEN {c} GLOB '{_TS26}' THEN '"' || {trimmed} || '"' """
             f"""WHEN {c} GLOB '{_TS19}' THEN '"' || {c} || '"' """
             f"""ELSE '"' || rtrim(rtrim(canonical_ts({c}), '0'), '.') || '"' END"""
+        )
+
+    def copy_canonical(self, c: str) -> str:
+        return f"""coalesce('"' || rtrim(rtrim({c}, '0'), '.') || '"', '')"""
+
+    def canonical(self, c: str) -> str:
+        # The app's format, narrowed by GLOB; the calendar is consulted only for days 29-31.
+        return (
+            f"{c} GLOB '{_TS_SAFE}.[0-9][0-9][0-9][0-9][0-9][0-9]' AND substr({c}, 6, 2) BETWEEN '01' AND '12' "
+            f"AND substr({c}, 12, 2) < '24' AND substr({c}, 1, 4) <> '0000' AND substr({c}, 9, 2) <> '00' "
+            f"AND (substr({c}, 9, 2) <= '28' OR date(substr({c}, 1, 10)) = substr({c}, 1, 10))"
         )
 
     def problem(self, c: str) -> str:

@@ -3,7 +3,7 @@
 DDL comes from SQLAlchemy's PostgreSQL compiler, so names and types are what the app's own
 create_all would give. Rows stream from SQLite in chunks sized by bytes (flat memory at any table
 size): a reader thread pulls the next chunk while PostgreSQL ingests the last, keeping both
-cores busy. The md5 of the stream is kept for verification.
+cores busy. The SHA-256 of the stream is kept for verification.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ class Chunk:
 
 @dataclass
 class ChunkLog:
-    """What was sent, without the data: the md5 of the whole stream, and where each chunk began
+    """What was sent, without the data: the SHA-256 of the whole stream, and where each chunk began
     (so that a mismatch can be narrowed down to rows)."""
 
     first_ids: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
-    digest: Any = field(default_factory=hashlib.md5, repr=False)  # updated by the reader thread
+    digest: Any = field(default_factory=hashlib.sha256, repr=False)  # updated by the reader thread
     last_id: int | None = None
 
     @property
@@ -60,7 +60,7 @@ class ChunkLog:
         return len(self.rows)
 
     @property
-    def md5(self) -> str:
+    def checksum(self) -> str:
         return self.digest.hexdigest()
 
     def add(self, chunk: Chunk) -> None:
@@ -112,15 +112,18 @@ def readback_sql(tp: TablePlan, *, ordered: bool) -> sql.Composed:
     in physical order, which is the order sent; an existing table is read in id order."""
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     if not ordered:
-        return sql.SQL("COPY {} ({}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(sql.SQL(qualified(tp)), cols)
+        return sql.SQL("COPY {} ({}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(
+            sql.SQL(qualified(tp)), cols
+        )
     return sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(
         cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
     )
 
 
-def sqlite_line(tp: TablePlan) -> str:
-    """One row as a CSV line, built by SQLite."""
-    return " || ',' || ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns) + " || char(10)"
+def sqlite_line(tp: TablePlan, *, canonical: bool = False) -> str:
+    """One row as a CSV line, built by SQLite; simpler when pre-flight found every value canonical."""
+    fields = [c.codec.copy_canonical(c.sqlite) if canonical else c.codec.copy(c.sqlite) for c in tp.columns]
+    return " || ',' || ".join(f"({f})" for f in fields) + " || char(10)"
 
 
 def chunk_query(tp: TablePlan, validation: Validation) -> str:
@@ -131,7 +134,7 @@ def chunk_query(tp: TablePlan, validation: Validation) -> str:
         where += f" AND {pk} NOT IN (SELECT id FROM {rejected})"
     return (
         f"SELECT count(*), min(id), max(id), group_concat(line, '') FROM ("
-        f"SELECT {pk} AS id, {sqlite_line(tp)} AS line FROM main.{quote_ident(tp.name)} "
+        f"SELECT {pk} AS id, {sqlite_line(tp, canonical=tp.name in validation.canonical)} AS line FROM main.{quote_ident(tp.name)} "
         f"WHERE {where} ORDER BY {pk} LIMIT ?)"
     )
 
@@ -141,7 +144,10 @@ def chunk_query(tp: TablePlan, validation: Validation) -> str:
 
 def iter_chunks(source: Source, tp: TablePlan, validation: Validation, digest: Any) -> Iterator[Chunk]:
     """Rows in id order as CSV, about CHUNK_BYTES at a time however wide the rows are; each chunk
-    is added to `digest` here, on the reader thread, while PostgreSQL ingests the last one."""
+    is added to `digest` here, on the reader thread, while PostgreSQL ingests the last one.
+
+    One connection builds every chunk: two building at once were slower, not faster (SQLite's
+    allocator serializes the string building that dominates here)."""
     if not tp.in_source or not tp.columns:
         return
     query = chunk_query(tp, validation)

@@ -69,7 +69,7 @@ class RunReport:
                 "source_rows": ch.source_rows,
                 "target_rows": ch.target_rows,
                 "checksum_ok": ch.checksum_ok,
-                "checksum_md5": ch.checksum,
+                "checksum_sha256": ch.checksum,
                 "mismatches": [vars(m) for m in ch.mismatches],
                 "orphans": ch.orphans,
                 "sequence_ok": ch.sequence_ok,

@@ -50,6 +50,7 @@ class Source:
         for _ in range(count):
             conn = _connect_read_only(self.path, immutable=self.immutable)
             register_sqlite_functions(conn, strip_nul=self.strip_nul)
+            conn.text_factory = bytes
             conn.execute("BEGIN")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             readers.append(conn)
@@ -143,7 +144,12 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
     except sqlite3.Error as exc:
         raise explain_sqlite_error(exc, path) from None
     return Source(
-        path=path, conn=conn, tables=tables, journal_mode=str(journal_mode), immutable=immutable, strip_nul=strip_nul
+        path=path,
+        conn=conn,
+        tables=tables,
+        journal_mode=str(journal_mode),
+        immutable=immutable,
+        strip_nul=strip_nul,
     )
 
 

@@ -41,6 +41,7 @@ class Validation:
     conversions: Counter = field(default_factory=Counter)  # (table, column, kind) -> count
     rejected: Counter = field(default_factory=Counter)  # table -> rows rejected (skip mode)
     reject_reasons: Counter = field(default_factory=Counter)  # (table, kind) -> rows
+    canonical: set[str] = field(default_factory=set)  # tables whose every value needs no conversion
 
     @property
     def problem_count(self) -> int:
@@ -66,14 +67,12 @@ def validate(source: Source, plan: Plan, *, skip_invalid: bool) -> Validation:
     scans = [tp for tp in plan.tables if tp.in_source and tp.columns]
     summaries = summarize_tables(source, plan, scans)
     for tp in scans:
-        summary = summaries[tp.name]
-        for (column, label, _), n in zip(_conversions(tp), summary[1 : 1 + len(_conversions(tp))], strict=True):
-            if n:
-                result.conversions[(tp.name, column, label)] += n
-        if summary[0]:
-            _record_value_problems(source, tp)
+        noncanonical, *orphans = summaries[tp.name]
+        if noncanonical:  # some values need a conversion or cannot be stored: look closer
+            _classify_values(source, tp, result)
+        else:
+            result.canonical.add(tp.name)
         _scan_duplicates(source, tp)
-        orphans = summary[1 + len(_conversions(tp)) :]
         for fk, n in zip(tp.foreign_keys(), orphans, strict=True):
             if n:
                 _record_orphans(source, plan, tp, fk)
@@ -96,18 +95,43 @@ def _orphan_condition(plan: Plan, fk: tuple[str, str, str]) -> str:
     c = quote_ident(col)
     exists = "0"
     if plan.table(parent).in_source and parent_col in {x.name for x in plan.table(parent).columns}:
-        exists = f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
+        exists = (
+            f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
+        )
     return f"x.{c} IS NOT NULL AND NOT {exists}"
 
 
+def _canonical_row(source: Source, tp: TablePlan) -> str:
+    """True when every value of the row is stored exactly as PostgreSQL will hold it."""
+    tests = []
+    for col in _checked_columns(tp, source):
+        canon = f"coalesce(({col.codec.canonical(col.sqlite)}), 0)"
+        tests.append(f"({col.sqlite} IS NULL OR {canon})" if col.column.nullable else canon)
+    return " AND ".join(tests) or "1"
+
+
 def summary_sql(source: Source, plan: Plan, tp: TablePlan, *, ranged: bool) -> str:
-    """One aggregate pass over an id range: [rows with a problem, each conversion's count, each
-    foreign key's orphans]. A clean table costs this one scan and nothing more."""
-    checks = [_row_check(c) for c in _checked_columns(tp, source)]
-    any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
-    exprs = [any_bad] + [e for _, _, e in _conversions(tp)] + [_orphan_condition(plan, fk) for fk in tp.foreign_keys()]
+    """One aggregate pass over an id range: [rows not in canonical form, each foreign key's
+    orphans]. A clean table costs this one scan and nothing more."""
+    exprs = [f"NOT ({_canonical_row(source, tp)})"] + [
+        _orphan_condition(plan, fk) for fk in tp.foreign_keys()
+    ]
     where = f" WHERE x.{quote_ident(tp.pk)} BETWEEN ? AND ?" if ranged else ""
     return f"SELECT {', '.join(f'coalesce(sum({e}), 0)' for e in exprs)} FROM main.{quote_ident(tp.name)} x{where}"
+
+
+def _classify_values(source: Source, tp: TablePlan, result: Validation) -> None:
+    """Count each lossless conversion, and record each problem, in a table with non-canonical values."""
+    checks = [_row_check(c) for c in _checked_columns(tp, source)]
+    convs = _conversions(tp)
+    any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
+    aggregates = [f"coalesce(sum({any_bad}), 0)"] + [f"coalesce(sum({e}), 0)" for _, _, e in convs]
+    row = source.conn.execute(f"SELECT {', '.join(aggregates)} FROM main.{quote_ident(tp.name)}").fetchone()
+    for (column, label, _), n in zip(convs, row[1:], strict=True):
+        if n:
+            result.conversions[(tp.name, column, label)] += n
+    if row[0]:
+        _record_value_problems(source, tp)
 
 
 def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dict[str, list[int]]:
@@ -131,8 +155,7 @@ def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dic
     whole = {tp.name: summary_sql(source, plan, tp, ranged=False) for tp in tables}
     totals: dict[str, list[int]] = {}
     for tp in tables:
-        width = 1 + len(_conversions(tp)) + len(tp.foreign_keys())
-        totals[tp.name] = [0] * width
+        totals[tp.name] = [0] * (1 + len(tp.foreign_keys()))
 
     def scan(conn: sqlite3.Connection, item: tuple) -> None:
         tp, lo, hi = item

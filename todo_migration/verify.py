@@ -1,7 +1,7 @@
 """Verify: prove the target holds exactly what the source meant, value for value.
 
 Per table, PostgreSQL prints the stored rows back as CSV (COPY TO, in C, no per-row Python) and
-their md5 is compared with the md5 of the CSV that was sent, computed as it streamed. The two
+their SHA-256 is compared with that of the CSV that was sent, computed as it streamed. The two
 agree exactly when every value of every row arrived. On a difference, both sides are compared row
 by row, one chunk of ids at a time, to name the table, id and column. Foreign keys (orphans) and
 sequences are checked too.
@@ -64,8 +64,8 @@ class _Digest:
     """A file-like sink for COPY TO whose write is hashlib's own (C) update."""
 
     def __init__(self) -> None:
-        self.md5 = hashlib.md5()
-        self.write = self.md5.update
+        self.hash = hashlib.sha256()
+        self.write = self.hash.update
 
 
 def quote_pg(name: str) -> str:
@@ -88,8 +88,8 @@ def verify_table(
         sink = _Digest()
         cur.copy_expert(readback_sql(tp, ordered=not fresh), sink, size=1 << 20)
         check.target_rows = cur.rowcount
-        check.checksum = sink.md5.hexdigest()
-        if check.checksum != log.md5 or check.target_rows != check.source_rows:
+        check.checksum = sink.hash.hexdigest()
+        if check.checksum != log.checksum or check.target_rows != check.source_rows:
             check.mismatches = _find_mismatches(cur, source, tp, validation, log)
             check.checksum_ok = not check.mismatches
     else:
@@ -216,5 +216,6 @@ def verify_all(
 ) -> list[TableCheck]:
     """Check every table; `values=False` keeps counts, orphans and sequences (--no-verify)."""
     return [
-        verify_table(cur, source, tp, validation, logs[tp.name], values=values, fresh=fresh) for tp in plan.tables
+        verify_table(cur, source, tp, validation, logs[tp.name], values=values, fresh=fresh)
+        for tp in plan.tables
     ]
