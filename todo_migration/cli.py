@@ -21,10 +21,19 @@ from pathlib import Path
 import psycopg2
 import psycopg2.errors
 from dotenv import dotenv_values
+from psycopg2 import sql
 
 from . import __version__
 from . import target as pg
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MigrationError, UsageError
+from .errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    INTERRUPTED,
+    MigrationError,
+    UsageError,
+)
 from .load import (
     ChunkLog,
     copy_table,
@@ -322,6 +331,7 @@ def connect_target(run: Run):
         with conn.cursor() as cur:
             cur.execute("SELECT current_setting('server_version'), current_user")
             version, user = cur.fetchone()
+        conn.commit()  # nothing held between transactions (PgBouncer may hand us another server)
     c.detail(f"✅ connected as {user}, PostgreSQL {version}")
     run.report.target_version = version
     return conn
@@ -330,7 +340,7 @@ def connect_target(run: Run):
 def begin_transaction(run: Run, cur, *, read_only: bool) -> None:
     """Session settings for this transaction only (SET LOCAL works through PgBouncer), then the lock."""
     o = run.options
-    cur.execute("BEGIN" + (" READ ONLY" if read_only else ""))
+    cur.connection.readonly = read_only  # psycopg2 opens the transaction with BEGIN [READ ONLY]
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (o.lock_timeout,))
     cur.execute("SET LOCAL statement_timeout = 0")
     cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
@@ -411,8 +421,6 @@ def create_schema_and_tables(run: Run, cur) -> None:
     assert run.plan is not None
     o, c = run.options, run.console
     if o.schema != "public":
-        from psycopg2 import sql
-
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(o.schema)))
     if run.existing:
         cur.execute("DROP TABLE " + ", ".join(qualified(run.plan.table(n)) for n in run.existing))
@@ -441,20 +449,21 @@ def build_keys_and_indexes(run: Run, cur) -> None:
     assert run.plan is not None
     c = run.console
     c.step("🔗", "Building primary keys, indexes, foreign keys and sequences ...")
-    with run.phase("indexes"):
-        for tp in run.plan.tables:
-            for statement in key_and_index_sql(tp):
-                cur.execute(statement)
-    with run.phase("foreign keys"):
-        for tp in run.plan.tables:
-            for statement in foreign_key_sql(tp):
-                cur.execute(statement)
-    with run.phase("sequences"):
-        for tp in run.plan.tables:
-            reset_sequence(cur, tp)
-    with run.phase("analyze"):
-        for tp in run.plan.tables:
-            cur.execute(f"ANALYZE {qualified(tp)}")
+    with pg.interruptible():
+        with run.phase("indexes"):
+            for tp in run.plan.tables:
+                for statement in key_and_index_sql(tp):
+                    cur.execute(statement)
+        with run.phase("foreign keys"):
+            for tp in run.plan.tables:
+                for statement in foreign_key_sql(tp):
+                    cur.execute(statement)
+        with run.phase("sequences"):
+            for tp in run.plan.tables:
+                reset_sequence(cur, tp)
+        with run.phase("analyze"):
+            for tp in run.plan.tables:
+                cur.execute(f"ANALYZE {qualified(tp)}")
 
 
 def verify_target(run: Run, cur) -> None:
@@ -572,7 +581,7 @@ def explain_failure(run: Run, exc: psycopg2.Error, doing: str) -> MigrationError
             "stop that session (or the app) and re-run, or raise --lock-timeout",
             target_untouched=True,
         )
-    return pg.explain_run_error(exc, run.target, doing)
+    return pg.explain_run_error(exc, run.target, doing, run.options.schema)
 
 
 def describe_lock_holders(run: Run) -> str:
@@ -708,7 +717,19 @@ def execute(options: Options, console: Console, report: RunReport) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the tool; every failure becomes one line on stderr and a documented exit code."""
-    signal.signal(signal.SIGTERM, _terminate)
+    INTERRUPTED.clear()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+INTERRUPTED_LINE = "interrupted; the transaction was rolled back, nothing was changed in PostgreSQL"
+
+
+def _main(argv: list[str] | None) -> int:
     console = Console()
     report = RunReport()
     options: Options | None = None
@@ -717,18 +738,22 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_options(argv)
         console = Console(quiet=options.quiet)
         execute(options, console, report)
-    except MigrationError as exc:
-        console.error(exc.one_line())
-        report.fail(exc.one_line())
-        code = exc.exit_code
     except KeyboardInterrupt:
-        line = "interrupted; the transaction was rolled back, nothing was changed in PostgreSQL"
+        console.error(INTERRUPTED_LINE)
+        report.fail(INTERRUPTED_LINE)
+        code = EXIT_INTERRUPTED
+    except MigrationError as exc:
+        line = INTERRUPTED_LINE if INTERRUPTED.is_set() else exc.one_line()  # e.g. a cancelled query
         console.error(line)
         report.fail(line)
-        code = EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED if INTERRUPTED.is_set() else exc.exit_code
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except Exception as exc:
+        if INTERRUPTED.is_set():
+            console.error(INTERRUPTED_LINE)
+            report.fail(INTERRUPTED_LINE)
+            return _write_report(console, report, options, EXIT_INTERRUPTED)
         if options is not None and options.debug:
             traceback.print_exc()
         line = scrub_unexpected(exc, options)
@@ -737,6 +762,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         report.fail(line)
         code = EXIT_FAILURE
+    return _write_report(console, report, options, code)
+
+
+def _write_report(console: Console, report: RunReport, options: Options | None, code: int) -> int:
     if options is not None and options.report_path is not None:
         try:
             report.write(options.report_path)
@@ -756,7 +785,9 @@ def scrub_unexpected(exc: BaseException, options: Options | None) -> str:
     return text
 
 
-def _terminate(signum, frame) -> None:  # SIGTERM (docker stop, kill): roll back like Ctrl-C
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C, or SIGTERM (docker stop, kill): stop where we are and roll back."""
+    INTERRUPTED.set()
     raise KeyboardInterrupt
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # migration or verification failed; target untouched
 EXIT_USAGE = 2  # bad flags or input the user must correct
 EXIT_INTERRUPTED = 130  # Ctrl-C
+
+# Set by the SIGINT/SIGTERM handler. Long work polls it (SQLite's progress handler, the COPY
+# reader), and a failure that follows it is reported as the interruption it is.
+INTERRUPTED = threading.Event()
 
 
 class MigrationError(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .convert import register_sqlite_functions
-from .errors import MigrationError, UsageError
+from .errors import INTERRUPTED, MigrationError, UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
@@ -92,6 +92,8 @@ def _connect_read_only(path: Path, *, immutable: bool = False) -> sqlite3.Connec
         uri += "&immutable=1"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # A long scan stops within milliseconds of Ctrl-C instead of running to its end.
+    conn.set_progress_handler(lambda: 1 if INTERRUPTED.is_set() else 0, 100_000)
     return conn
 
 

@@ -7,10 +7,13 @@ in psql works here. The password is kept out of every string this module returns
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import parse_dsn
 
@@ -194,18 +197,39 @@ def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
 CONNECTION_LOST_HINT = "re-run the migration when the connection is stable"
 
 
-def explain_run_error(exc: psycopg2.Error, target: Target, doing: str) -> MigrationError:
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Let Ctrl-C cancel a long statement (an index build) at once instead of after it ends.
+
+    psycopg2's wait callback runs queries asynchronously and cancels them on KeyboardInterrupt.
+    It cannot be used with COPY, so it is switched on only around statements that are not COPY.
+    """
+    psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(None)
+
+
+def explain_run_error(exc: psycopg2.Error, target: Target, doing: str, schema: str = "public") -> MigrationError:
     """Errors after connecting: the transaction is rolled back, so the target is untouched."""
     msg = target.scrub((getattr(exc, "pgerror", None) or str(exc)).strip())
     first = msg.splitlines()[0].removeprefix("ERROR:").strip() if msg else type(exc).__name__
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
-        return MigrationError(
-            f"permission denied while {doing} on {target.masked}: {first}",
-            f"since PostgreSQL 15 ordinary users cannot create tables in schema public; as the owner run: "
-            f'GRANT CREATE ON SCHEMA public TO "{target.user or "YOUR_USER"}" '
-            "(or use --schema with a schema you own)",
-            target_untouched=True,
-        )
+        user = f'"{target.user or "YOUR_USER"}"'
+        if "permission denied for database" in msg:
+            fix = (
+                f"the user may not create schemas; as the database owner run: GRANT CREATE ON DATABASE "
+                f'"{target.dbname}" TO {user}, or create it for them: CREATE SCHEMA "{schema}" AUTHORIZATION {user}'
+            )
+        elif schema == "public":
+            fix = (
+                "since PostgreSQL 15 ordinary users cannot create tables in schema public; as the owner run: "
+                f"GRANT CREATE ON SCHEMA public TO {user} (or use --schema with a schema you own)"
+            )
+        else:
+            fix = f'as the schema\'s owner run: GRANT CREATE, USAGE ON SCHEMA "{schema}" TO {user}'
+        return MigrationError(f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True)
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return MigrationError(
             f"timed out waiting for a lock while {doing}: {first}",
