@@ -10,7 +10,9 @@ entry point. `--help` lists every flag.
 
 import sys
 
-from todo_migration.cli import main
-
 if __name__ == "__main__":
+    try:
+        from todo_migration.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while starting up: nothing has been touched yet
+        sys.exit(130)
     sys.exit(main())

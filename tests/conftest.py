@@ -46,7 +46,7 @@ class Server:
             netloc = f"{user}:{password}@{host}" if password else f"{user}@{host}"
         return urlunsplit((parts.scheme, netloc, f"/{dbname}", query, ""))
 
-    def execute(self, sql: str, dbname: str = "postgres", params: tuple = ()) -> list[tuple]:
+    def execute(self, sql: str, dbname: str = "postgres", params: tuple | None = None) -> list[tuple]:
         conn = psycopg2.connect(self.url(dbname))
         conn.autocommit = True
         try:
@@ -107,7 +107,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-def pg_query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+def pg_query(url: str, sql: str, params: tuple | None = None) -> list[tuple]:
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:

@@ -8,7 +8,9 @@ cores busy. The SHA-256 of the stream is kept for verification.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -231,9 +233,13 @@ def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validat
         log.add(chunk)
         on_chunk(chunk)
 
+    echo = io.StringIO()
     with ChunkReader(iter_chunks(source, tp, validation, log.digest), record) as reader:
         try:
-            cur.copy_expert(copy_sql(tp), reader, size=CHUNK_BYTES)
+            # psycopg2 prints a connection lost mid-COPY to stderr as well as raising it; the
+            # raised error is explained in one line, so its echo is kept out of the way.
+            with contextlib.redirect_stderr(echo):
+                cur.copy_expert(copy_sql(tp), reader, size=CHUNK_BYTES)
         except psycopg2.Error:
             if reader.failure is not None:
                 raise reader.failure from None

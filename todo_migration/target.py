@@ -166,7 +166,7 @@ def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
             f"PostgreSQL at {where} does not offer TLS but the URL requires it",
             "use ?sslmode=prefer or disable, or enable ssl on the server",
         )
-    if "no pg_hba.conf entry" in low:
+    if "no pg_hba.conf entry" in low or "pg_hba.conf rejects" in low:
         if "no encryption" in low or "ssl off" in low:
             return MigrationError(
                 f"PostgreSQL at {where} only accepts TLS connections",
@@ -211,7 +211,9 @@ def interruptible() -> Iterator[None]:
         psycopg2.extensions.set_wait_callback(None)
 
 
-def explain_run_error(exc: psycopg2.Error, target: Target, doing: str, schema: str = "public") -> MigrationError:
+def explain_run_error(
+    exc: psycopg2.Error, target: Target, doing: str, schema: str = "public"
+) -> MigrationError:
     """Errors after connecting: the transaction is rolled back, so the target is untouched."""
     msg = target.scrub((getattr(exc, "pgerror", None) or str(exc)).strip())
     first = msg.splitlines()[0].removeprefix("ERROR:").strip() if msg else type(exc).__name__
@@ -229,7 +231,9 @@ def explain_run_error(exc: psycopg2.Error, target: Target, doing: str, schema: s
             )
         else:
             fix = f'as the schema\'s owner run: GRANT CREATE, USAGE ON SCHEMA "{schema}" TO {user}'
-        return MigrationError(f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True)
+        return MigrationError(
+            f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True
+        )
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return MigrationError(
             f"timed out waiting for a lock while {doing}: {first}",

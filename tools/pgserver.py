@@ -45,6 +45,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (containers often have IPv6 switched off)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def _run_as() -> str | None:
     """The user to run the server as: ourselves, unless we are root."""
     if os.geteuid() != 0:
@@ -77,6 +89,7 @@ class LocalPostgres:
         fast: bool = True,
         conf: dict[str, str] | None = None,
         hba: list[str] | None = None,
+        bin_path: Path | None = None,
     ) -> None:
         self.root = Path(data_dir or tempfile.mkdtemp(prefix="pgserver-", dir="/tmp")).resolve()
         self.data = self.root / "data"
@@ -88,7 +101,7 @@ class LocalPostgres:
         self.conf = conf or {}
         self.hba = hba
         self.user = _run_as()
-        self.bin = bin_dir()
+        self.bin = Path(bin_path) if bin_path else bin_dir()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -122,7 +135,7 @@ class LocalPostgres:
         )  # fmt: skip
         pwfile.unlink()
         settings = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": "'127.0.0.1,::1'" if ipv6_loopback() else "'127.0.0.1'",
             "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
             "max_connections": "50",
