@@ -118,9 +118,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest counts")
     p.add_argument("--skip", default="", help="comma-separated: raw,tool,pgloader,naive")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data", help="where generated todo.db files are kept")
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
-    data = ROOT / "bench" / "data"
+    data = a.data_dir
     data.mkdir(parents=True, exist_ok=True)
     db = data / f"todo-{a.tasks}.db"
     if not db.exists():

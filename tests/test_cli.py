@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from datetime import datetime
@@ -246,6 +249,7 @@ def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
 def run_on_terminal(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
     """Run the CLI with a pseudo-terminal as stdin/stdout, answering the prompt if asked."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120x40 terminal
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env
@@ -484,3 +488,20 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(sample_db,
     assert_one_line_error(result, "unexpected error", "models are broken", "--debug")
     result = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=work)
     assert "Traceback" in result.stderr
+
+
+def test_progress_bars_and_phase_times_only_on_a_terminal(pg_url, tmp_path):
+    from tools.make_todo_db import make_todo_db
+
+    source = make_todo_db(tmp_path / "todo.db", tasks=20_000)
+    code, out = run_on_terminal(["--sqlite-path", str(source), "--postgres-url", pg_url], None)
+    assert code == 0, out
+    assert "rows/s" in out and "20.0k/20.0k" in out  # tqdm: done/total, rate
+    assert "⏱️ copy:" in out or "[time] copy:" in out
+    piped = run_cli("--sqlite-path", str(source), "--postgres-url", pg_url, "--force-recreate")
+    assert piped.returncode == 0
+    assert "rows/s" not in piped.stdout and "⏱️" not in piped.stdout
+    code, out = run_on_terminal(["--sqlite-path", str(source), "--postgres-url", pg_url, "--force-recreate",
+                                 "--yes", "--quiet"], None)  # fmt: skip
+    assert code == 0, out
+    assert "rows/s" not in out and len(out.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ Progress bars appear only on a terminal and never with --quiet; errors always go
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -71,6 +72,8 @@ class Console:
 
     def progress(self, label: str, total: int) -> tqdm:
         """A per-table bar (rows, rows/s, ETA); a no-op object when not on a terminal."""
+        # A terminal that reports no size (some CI consoles, a bare pty) gets 100 columns.
+        width = shutil.get_terminal_size((100, 20)).columns
         return tqdm(
             total=total,
             desc=f"   {label}",
@@ -79,7 +82,7 @@ class Console:
             disable=self.quiet or not self.is_terminal,
             file=self.out,
             leave=True,
-            dynamic_ncols=True,
+            ncols=width if width > 0 else 100,
         )
 
     def confirm(self, question: str) -> bool:
