@@ -509,7 +509,7 @@ def verify_target(run: Run, cur) -> None:
                                  "re-run the migration with --force-recreate to replace the target")  # fmt: skip
         raise MigrationError(
             f"verification failed in {', '.join(ch.table for ch in bad)}: {detail}",
-            "this is a bug or a concurrent writer; please report it with --report output",
+            "this should not happen: please report it with the --report output",
             target_untouched=True,
         )
 
