@@ -118,7 +118,12 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest counts")
     p.add_argument("--skip", default="", help="comma-separated: raw,tool,pgloader,naive")
     p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data", help="where generated todo.db files are kept")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / "bench" / "data",
+        help="where generated todo.db files are kept",
+    )
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     data = a.data_dir

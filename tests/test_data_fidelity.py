@@ -93,6 +93,8 @@ def test_skip_accounts_for_every_source_row_exactly_once(dirty_db, pg_url, tmp_p
     assert f"rejects file: {rejects}" in result.stdout
     data = json.loads(report.read_text())
     assert data["rejected"] == {"users": 1, "tasks": 7, "recurring_patterns": 2}
+    assert data["tables"]["tasks"] == {"read": 40, "written": 33, "rejected": 7, "converted": 6}
+    assert {p["kind"] for p in data["problems"]} == set(BAD_ROWS.values())
     assert data["rejects_path"] == str(rejects)
 
 

@@ -664,13 +664,18 @@ def print_summary(run: Run, started: float) -> None:
     c.step("📊", "Summary:")
     if run.plan is not None and v is not None:
         written_label = "would write" if o.dry_run else "written" if not o.verify_only else "checked"
+        counts = {}
         for tp in run.plan.tables:
             log = run.logs.get(tp.name)
             rej = v.rejected[tp.name]
             written = tp.source_rows - rej if o.dry_run else log.total_rows if log else 0
+            converted = sum(n for (t, _, _), n in v.conversions.items() if t == tp.name)
+            counts[tp.name] = {"read": tp.source_rows, "written": 0 if o.dry_run or o.verify_only else written,
+                               "rejected": rej, "converted": converted}  # fmt: skip
             c.detail(
                 f"{tp.name:<20} read {tp.source_rows:>10,}  {written_label} {written:>10,}  rejected {rej:>8,}"
             )
+        run.report.set_tables(counts)
         conversions = sum(v.conversions.values())
         if conversions:
             c.detail(f"lossless conversions applied: {conversions:,} values (listed above)")

@@ -28,6 +28,7 @@ class RunReport:
     target_version: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     source_tables: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, dict[str, int]] = field(default_factory=dict)  # read / written / rejected / converted
     drift: list[dict[str, Any]] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
@@ -77,6 +78,9 @@ class RunReport:
             }
             for ch in checks
         ]
+
+    def set_tables(self, counts: dict[str, dict[str, int]]) -> None:
+        self.tables = counts
 
     def fail(self, line: str) -> None:
         self.result = "failed"
