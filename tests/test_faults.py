@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -142,6 +143,7 @@ def tls():
         yield server, ca
     finally:
         server.destroy()
+        shutil.rmtree(ca.parent.parent, ignore_errors=True)  # the certificates' folder too
 
 
 def _reset(server: LocalPostgres, db: str = "tls_target") -> None:
