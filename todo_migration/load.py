@@ -24,11 +24,14 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 
+from .convert import csv_line
 from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
 
 DIALECT = postgresql.dialect()
+# CSV quoted the SQL way, as SQLite's quote() writes it: 'text' with '' inside, NULL bare.
+CSV_OPTIONS = sql.SQL("FORMAT csv, QUOTE '''', NULL 'NULL'")
 CHUNK_BYTES = 2 * 1024 * 1024
 FIRST_CHUNK_ROWS = 2000
 MAX_CHUNK_ROWS = 100_000
@@ -106,26 +109,28 @@ def copy_sql(tp: TablePlan) -> sql.Composed:
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     # FREEZE: the table was created in this transaction, so rows can be written frozen (no later
     # vacuum rewrite of 1M rows); COPY rejects it otherwise, which would be a bug here.
-    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(sql.SQL(qualified(tp)), cols)
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH ({}, FREEZE)").format(
+        sql.SQL(qualified(tp)), cols, CSV_OPTIONS
+    )
 
 
 def readback_sql(tp: TablePlan, *, ordered: bool) -> sql.Composed:
     """The stored rows as the same CSV the copy sent. A table this run loaded with one COPY is read
     in physical order, which is the order sent; an existing table is read in id order."""
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
-    if not ordered:
-        return sql.SQL("COPY {} ({}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(
-            sql.SQL(qualified(tp)), cols
+    rows = sql.SQL("{} ({})").format(sql.SQL(qualified(tp)), cols)
+    if ordered:
+        rows = sql.SQL("(SELECT {} FROM {} ORDER BY {})").format(
+            cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
         )
-    return sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)").format(
-        cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
-    )
+    return sql.SQL("COPY {} TO STDOUT WITH ({}, FORCE_QUOTE *)").format(rows, CSV_OPTIONS)
 
 
 def sqlite_line(tp: TablePlan, *, canonical: bool = False) -> str:
     """One row as a CSV line, built by SQLite; simpler when pre-flight found every value canonical."""
-    fields = [c.codec.copy_canonical(c.sqlite) if canonical else c.codec.copy(c.sqlite) for c in tp.columns]
-    return " || ',' || ".join(f"({f})" for f in fields) + " || char(10)"
+    return csv_line(
+        [c.codec.copy_canonical(c.sqlite) if canonical else c.codec.copy(c.sqlite) for c in tp.columns]
+    )
 
 
 def chunk_query(tp: TablePlan, validation: Validation) -> str:
