@@ -505,3 +505,17 @@ def test_progress_bars_and_phase_times_only_on_a_terminal(pg_url, tmp_path):
                                  "--yes", "--quiet"], None)  # fmt: skip
     assert code == 0, out
     assert "rows/s" not in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--lock-timeout", "ten seconds"], "not a duration"),
+    (["--rejects", "r.jsonl"], "--on-invalid skip"),
+    (["--dry-run", "--verify-only"], "cannot be combined"),
+    (["--verify-only", "--force-recreate"], "--verify-only writes nothing"),
+    (["--schema", " "], "--schema is empty"),
+])  # fmt: skip
+def test_contradictory_or_malformed_flags_are_usage_errors(sample_db, pg_url, args, needle):
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, *args)
+    assert_one_line_error(result, needle)
+    assert result.returncode == 2
+    assert pg_tables(pg_url) == {}

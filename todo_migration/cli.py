@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -184,6 +185,11 @@ def parse_options(argv: list[str] | None) -> Options:
         )
     if not args.verify and args.verify_only:
         raise UsageError("--verify-only with --no-verify would check nothing", "drop --no-verify")
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(ms|s|min|h)?\s*", args.lock_timeout):
+        raise UsageError(
+            f"--lock-timeout {args.lock_timeout!r} is not a duration",
+            "use e.g. --lock-timeout 10s, 500ms, 2min",
+        )
     if not args.schema.strip():
         raise UsageError("--schema is empty", "pass a schema name, e.g. --schema public")
     sqlite_path = Path(args.sqlite_path).expanduser()
