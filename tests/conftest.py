@@ -47,14 +47,8 @@ class Server:
         return urlunsplit((parts.scheme, netloc, f"/{dbname}", query, ""))
 
     def execute(self, sql: str, dbname: str = "postgres", params: tuple | None = None) -> list[tuple]:
-        conn = psycopg2.connect(self.url(dbname))
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        """As the superuser, outside a transaction (CREATE DATABASE needs that)."""
+        return pg_query(self.url(dbname), sql, params, autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +101,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-def pg_query(url: str, sql: str, params: tuple | None = None) -> list[tuple]:
+def pg_query(url: str, sql: str, params: tuple | None = None, *, autocommit: bool = False) -> list[tuple]:
+    """One statement on a connection of its own; rolled back unless autocommit."""
     conn = psycopg2.connect(url)
+    conn.autocommit = autocommit
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)

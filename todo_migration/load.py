@@ -42,7 +42,6 @@ QUEUE_DEPTH = 4
 class Chunk:
     rows: int
     first_id: int
-    last_id: int
     data: bytes
 
 
@@ -54,15 +53,10 @@ class ChunkLog:
     first_ids: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     digest: Any = field(default_factory=hashlib.sha256, repr=False)  # updated by the reader thread
-    last_id: int | None = None
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows)
-
-    @property
-    def total(self) -> int:
-        return len(self.rows)
 
     @property
     def checksum(self) -> str:
@@ -71,7 +65,6 @@ class ChunkLog:
     def add(self, chunk: Chunk) -> None:
         self.first_ids.append(chunk.first_id)
         self.rows.append(chunk.rows)
-        self.last_id = chunk.last_id
 
 
 # --- SQL generation ------------------------------------------------------------------------
@@ -165,7 +158,7 @@ def iter_chunks(source: Source, tp: TablePlan, validation: Validation, digest: A
         if not rows:
             return
         digest.update(data)
-        yield Chunk(rows, first_id, last_id, data)
+        yield Chunk(rows, first_id, data)
         after = last_id
         limit = max(16, min(MAX_CHUNK_ROWS, int(rows * CHUNK_BYTES / max(len(data), 1))))
 

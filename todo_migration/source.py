@@ -46,14 +46,9 @@ class Source:
         """
         if count < 1 or (self.journal_mode.lower() == "wal" and not self.immutable):
             return []
-        readers = []
-        for _ in range(count):
-            conn = _connect_read_only(self.path, immutable=self.immutable)
-            register_sqlite_functions(conn, strip_nul=self.strip_nul)
-            conn.text_factory = bytes
-            conn.execute("BEGIN")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            readers.append(conn)
+        readers = [_connect_read_only(self.path, immutable=self.immutable) for _ in range(count)]
+        for conn in readers:
+            _start_snapshot(conn, strip_nul=self.strip_nul)
         return readers
 
     def close(self) -> None:
@@ -120,6 +115,14 @@ def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
     return MigrationError(f"reading {str(path)!r} failed: {msg}", target_untouched=True)
 
 
+def _start_snapshot(conn: sqlite3.Connection, *, strip_nul: bool) -> None:
+    """Begin the read transaction every query of the run sees (the first read takes the snapshot)."""
+    register_sqlite_functions(conn, strip_nul=strip_nul)
+    conn.text_factory = bytes
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
 def open_source(path: Path, *, strip_nul: bool = False) -> Source:
     """Open read-only, start the snapshot, and describe what is inside."""
     path = Path(path).expanduser()
@@ -137,11 +140,8 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
             conn = _connect_read_only(path, immutable=True)
             immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        conn.execute("BEGIN")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the snapshot
+        _start_snapshot(conn, strip_nul=strip_nul)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
-        register_sqlite_functions(conn, strip_nul=strip_nul)
-        conn.text_factory = bytes
         tables = _inspect(conn)
     except sqlite3.Error as exc:
         raise explain_sqlite_error(exc, path) from None

@@ -68,10 +68,6 @@ class _Digest:
         self.write = self.hash.update
 
 
-def quote_pg(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def verify_table(
     cur: PgCursor,
     source: Source,
@@ -103,10 +99,12 @@ def verify_table(
 def _find_mismatches(
     cur: PgCursor, source: Source, tp: TablePlan, validation: Validation, log: ChunkLog
 ) -> list[Mismatch]:
-    """Compare row by row, a chunk of ids at a time (bounded memory), until enough are found."""
-    bounds = [-(2**63), *log.first_ids[1:], 2**63 - 1] if log.first_ids else [-(2**63), 2**63 - 1]
+    """Compare row by row, a chunk of ids at a time (bounded memory), until enough are found.
+    The first and last ranges are open-ended, so rows outside what was sent are found too."""
+    starts = [-(2**63), *log.first_ids[1:]]
+    ends = [start - 1 for start in starts[1:]] + [2**63 - 1]
     found: list[Mismatch] = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in zip(starts, ends, strict=True):
         found.extend(_compare_rows(cur, source, tp, validation, lo, hi))
         if len(found) >= MAX_REPORTED:
             break
@@ -116,7 +114,7 @@ def _find_mismatches(
 def _compare_rows(
     cur: PgCursor, source: Source, tp: TablePlan, validation: Validation, lo: int, hi: int
 ) -> list[Mismatch]:
-    """Both sides of one id range, column by column, as the CSV fields that were compared."""
+    """Both sides of the ids lo..hi (inclusive), column by column, as the text that was compared."""
     pk = quote_ident(tp.pk)
     rejected = validation.rejected_table(tp.name)
     skip = f" AND {pk} NOT IN (SELECT id FROM {rejected})" if rejected else ""
@@ -124,16 +122,12 @@ def _compare_rows(
     src = {
         r[0]: [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r[1:]]
         for r in source.conn.execute(
-            f"SELECT {pk}, {exprs} FROM main.{quote_ident(tp.name)} WHERE {pk} >= ? AND {pk} <= ?{skip} ORDER BY {pk}",
-            (lo, hi - 1 if hi < 2**63 - 1 else hi),
+            f"SELECT {pk}, {exprs} FROM main.{quote_ident(tp.name)} WHERE {pk} BETWEEN ? AND ?{skip} ORDER BY {pk}",
+            (lo, hi),
         )
     }
-    renders = ", ".join(f"({c.codec.render(quote_pg(c.name))})" for c in tp.columns)
-    cur.execute(
-        f"SELECT {quote_pg(tp.pk)}, {renders} FROM {qualified(tp)} "
-        f"WHERE {quote_pg(tp.pk)} >= %s AND {quote_pg(tp.pk)} <= %s",
-        (lo, hi - 1 if hi < 2**63 - 1 else hi),
-    )
+    renders = ", ".join(f"({c.codec.render(quote_ident(c.name))})" for c in tp.columns)
+    cur.execute(f"SELECT {pk}, {renders} FROM {qualified(tp)} WHERE {pk} BETWEEN %s AND %s", (lo, hi))
     dst = {r[0]: list(r[1:]) for r in cur.fetchall()}
     found: list[Mismatch] = []
     for row_id in sorted(src.keys() | dst.keys()):
