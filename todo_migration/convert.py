@@ -241,11 +241,12 @@ class TimestampCodec(Codec):
         return f"rtrim(rtrim({c}, '0'), '.')"
 
     def canonical(self, c: str) -> str:
-        # The app's format, narrowed by GLOB; the calendar is consulted only for days 29-31.
+        # The app's format, narrowed by GLOB; the calendar is consulted only for days 29-31, by a
+        # round trip through julianday (SQLite's date() alone keeps '2023-02-30' as it is).
         return (
             f"{c} GLOB '{_TS_SAFE}.[0-9][0-9][0-9][0-9][0-9][0-9]' AND substr({c}, 6, 2) BETWEEN '01' AND '12' "
             f"AND substr({c}, 12, 2) < '24' AND substr({c}, 1, 4) <> '0000' AND substr({c}, 9, 2) <> '00' "
-            f"AND (substr({c}, 9, 2) <= '28' OR date(substr({c}, 1, 10)) = substr({c}, 1, 10))"
+            f"AND (substr({c}, 9, 2) <= '28' OR date(julianday(substr({c}, 1, 10))) = substr({c}, 1, 10))"
         )
 
     def problem(self, c: str) -> str:
