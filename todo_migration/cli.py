@@ -49,7 +49,7 @@ from .output import Console, plural
 from .plan import Plan, build_plan
 from .report import RunReport
 from .source import Source, explain_sqlite_error, open_source
-from .validate import Validation, validate, write_rejects
+from .validate import ConcurrentCheck, Validation, assume_canonical, validate, write_rejects
 from .verify import TableCheck, verify_all
 
 DEFAULT_SQLITE_PATH = "./todo.db"
@@ -57,6 +57,27 @@ DEFAULT_LOCK_TIMEOUT = "10s"
 # One key for "a migration into this database is running": transaction-scoped, so it is released
 # by COMMIT/ROLLBACK or a dropped connection, and works through PgBouncer's transaction pooling.
 ADVISORY_LOCK_NAMESPACE = 0x70676D69  # 'pgmi'
+
+
+class VerificationFailed(MigrationError):
+    """The read-back differs from what was sent."""
+
+
+class NeedsExactCheck(Exception):
+    """The fast path met something it cannot vouch for: roll back and take the exact path.
+
+    `error` is what to report if the exact pre-flight then finds nothing to explain it."""
+
+    def __init__(self, reason: str, error: MigrationError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+# SQLSTATE classes of a value PostgreSQL refused: data exceptions and integrity violations
+# (NOT NULL, unique, foreign key). On the fast path they mean: look at the values exactly.
+REFUSED_VALUE_CLASSES = ("22", "23")
+
 
 EXAMPLES = """\
 examples:
@@ -237,6 +258,7 @@ class Run:
     logs: dict[str, ChunkLog] = field(default_factory=dict)
     checks: list[TableCheck] = field(default_factory=list)
     existing: dict[str, int] = field(default_factory=dict)
+    confirmed: bool = False  # the user already said yes to replacing the tables
 
     def phase(self, name: str):
         return self.console.phase(name, self.report.phases)
@@ -418,9 +440,10 @@ def check_target(run: Run, cur) -> None:
         )
     c.step("🗑️", f"--force-recreate: will replace {listing}")
     holds_rows = any(run.existing.values())
-    if holds_rows and not o.dry_run and not o.yes and sys.stdin.isatty():
+    if holds_rows and not o.dry_run and not o.yes and not run.confirmed and sys.stdin.isatty():
         if not c.confirm(f"Replace {listing} in {run.target.masked}?"):
             raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+        run.confirmed = True
 
 
 def create_schema_and_tables(run: Run, cur) -> None:
@@ -437,16 +460,24 @@ def create_schema_and_tables(run: Run, cur) -> None:
             c.detail(f"✅ {qualified(tp)}")
 
 
-def copy_rows(run: Run, cur) -> None:
+def copy_rows(run: Run, cur, check: ConcurrentCheck | None) -> None:
     assert run.plan is not None and run.source is not None and run.validation is not None
     c = run.console
+
+    def on_chunk(bar, chunk) -> None:
+        bar.update(chunk.rows)
+        if check is not None and check.found_something:  # no use loading the rest
+            raise NeedsExactCheck(f"{check.not_canonical} holds values that need converting or checking")
+
+    if check is not None:
+        c.step("🧪", "Checking every value against the models, alongside the load ...")
     with run.phase("copy"):
         for tp in run.plan.tables:
             expected = tp.source_rows - run.validation.rejected[tp.name]
             c.step("📦", f"Migrating {tp.name} ({expected:,} rows) ...")
             with c.progress(tp.name, expected) as bar:
                 run.logs[tp.name] = copy_table(
-                    cur, run.source, tp, run.validation, lambda ch: bar.update(ch.rows)
+                    cur, run.source, tp, run.validation, lambda ch, bar=bar: on_chunk(bar, ch)
                 )
             c.detail(f"✅ {run.logs[tp.name].total_rows:,} rows copied")
 
@@ -472,7 +503,7 @@ def build_keys_and_indexes(run: Run, cur) -> None:
                 cur.execute(f"ANALYZE {qualified(tp)}")
 
 
-def verify_target(run: Run, cur) -> None:
+def verify_target(run: Run, cur, *, diff: bool = True) -> None:
     assert run.plan is not None and run.source is not None and run.validation is not None
     o, c = run.options, run.console
     c.step(
@@ -491,9 +522,15 @@ def verify_target(run: Run, cur) -> None:
                         run.source, tp, run.validation, lambda ch: bar.update(ch.rows)
                     )
         run.checks = verify_all(
-            cur, run.source, run.plan, run.validation, run.logs, values=o.verify, fresh=not o.verify_only
-        )
+            cur, run.source, run.plan, run.validation, run.logs,
+            values=o.verify, fresh=not o.verify_only, diff=diff,
+        )  # fmt: skip
     run.report.set_checks(run.checks)
+    bad = [ch for ch in run.checks if not ch.ok]
+    if bad and not diff:  # the fast path: no rows named, no alarm; it starts over the exact way
+        raise VerificationFailed(
+            f"the read-back of {', '.join(ch.table for ch in bad)} differs from what was sent"
+        )
     for check in run.checks:
         mark = "✅" if check.ok else "❌"
         orphans = sum(check.orphans.values())
@@ -504,20 +541,83 @@ def verify_target(run: Run, cur) -> None:
         )
         for m in check.mismatches:
             c.detail(f"   ❌ {m.describe()}")
-    bad = [ch for ch in run.checks if not ch.ok]
     if bad:
         first = next((m.describe() for ch in bad for m in ch.mismatches), None)
         detail = first or "; ".join(
             f"{ch.table}: {ch.target_rows:,} rows vs {ch.source_rows:,}" for ch in bad
         )
         if o.verify_only:
-            raise MigrationError(f"PostgreSQL differs from todo.db in {', '.join(ch.table for ch in bad)}: {detail}",
+            raise VerificationFailed(f"PostgreSQL differs from todo.db in {', '.join(ch.table for ch in bad)}: {detail}",
                                  "re-run the migration with --force-recreate to replace the target")  # fmt: skip
-        raise MigrationError(
+        raise VerificationFailed(
             f"verification failed in {', '.join(ch.table for ch in bad)}: {detail}",
             "this should not happen: please report it with the --report output",
             target_untouched=True,
         )
+
+
+def start_concurrent_check(run: Run) -> ConcurrentCheck | None:
+    """The fast path's check, where it can run: on a second connection that sees exactly our
+    snapshot (not for a WAL source being written to), and not for a dry run, which lists every
+    problem and so needs the exact pre-flight. Without the read-back (--no-verify) it is exact."""
+    assert run.source is not None and run.plan is not None
+    if run.options.dry_run:
+        return None
+    try:
+        readers = run.source.extra_readers(1)
+    except sqlite3.Error as exc:
+        raise explain_sqlite_error(exc, run.options.sqlite_path) from None
+    if not readers:
+        return None
+    return ConcurrentCheck(run.source, run.plan, readers[0], shape=run.options.verify)
+
+
+def _check_result(run: Run, check: ConcurrentCheck) -> str | None:
+    try:
+        return check.result()
+    except sqlite3.Error as exc:
+        raise explain_sqlite_error(exc, run.options.sqlite_path) from None
+
+
+def confirm_check(run: Run, check: ConcurrentCheck) -> None:
+    """Wait for the concurrent check; the fast path stands only if it found every value canonical."""
+    table = _check_result(run, check)
+    run.report.phases["validate (alongside load)"] = check.seconds
+    if table is not None:
+        raise NeedsExactCheck(f"{table} holds values that need converting or checking")
+    assert run.validation is not None
+    run.report.set_validation(run.validation)
+    run.console.step("🧪", "Checked every value against the models, alongside the load:")
+    run.console.detail(
+        f"✅ every value is already in PostgreSQL's form; no problems found ({check.seconds:.2f}s)"
+    )
+
+
+def load_fast_or_exact(run: Run, conn) -> None:
+    """The fast path first: load as if every value were canonical while a second connection
+    checks that they are, and let PostgreSQL's parser and the read-back judge the rest. At the
+    first doubt, roll back and take the exact path: the full pre-flight, then the load."""
+    check = start_concurrent_check(run)
+    if check is None:
+        validate_source(run)
+        migrate(run, conn)
+        return
+    assert run.plan is not None
+    c = run.console
+    run.validation = assume_canonical(run.plan)
+    try:
+        migrate(run, conn, check)
+        return
+    except NeedsExactCheck as doubt:
+        c.step("🔁", f"{doubt.reason}: rolled back; checking every value in detail ...")
+        original = doubt.error
+    finally:
+        check.close()
+    validate_source(run)
+    assert run.validation is not None
+    if original is not None and run.validation == assume_canonical(run.plan):
+        raise original  # the exact path would send the very same bytes: the failure stands
+    migrate(run, conn)
 
 
 def prepare_rejects(run: Run) -> Path | None:
@@ -536,7 +636,9 @@ def prepare_rejects(run: Run) -> Path | None:
         ) from None
 
 
-def migrate(run: Run, conn) -> None:
+def migrate(run: Run, conn, check: ConcurrentCheck | None = None) -> None:
+    """One transaction: (drop) create, COPY, keys and indexes, verify, COMMIT. With `check` (the
+    fast path), a refused value or a differing read-back raises NeedsExactCheck instead."""
     o = run.options
     tmp_rejects = None if o.dry_run else prepare_rejects(run)
     try:
@@ -551,21 +653,32 @@ def migrate(run: Run, conn) -> None:
                 report_dry_run(run)
                 return
             doing = "copying rows"
-            copy_rows(run, cur)
+            copy_rows(run, cur, check)
             doing = "building indexes and keys"
             build_keys_and_indexes(run, cur)
             doing = "verifying"
-            verify_target(run, cur)
+            verify_target(run, cur, diff=check is None)
+            if check is not None:
+                confirm_check(run, check)
             doing = "committing"
             with run.phase("commit"):
                 conn.commit()
-    except psycopg2.Error as exc:
+    except BaseException as exc:
         _discard(tmp_rejects)
         _rollback_quietly(conn)
-        raise explain_failure(run, exc, doing) from None
-    except BaseException:
-        _discard(tmp_rejects)
-        _rollback_quietly(conn)
+        if isinstance(exc, psycopg2.Error):
+            error = explain_failure(run, exc, doing)
+            if check is not None and (exc.pgcode or "")[:2] in REFUSED_VALUE_CLASSES:
+                raise NeedsExactCheck(f"PostgreSQL refused a value while {doing}", error) from None
+            raise error from None
+        if check is not None and isinstance(exc, VerificationFailed):
+            table = check.result()
+            reason = (
+                f"{table} holds values that need converting or checking"
+                if table
+                else "the read-back differs from what was sent"
+            )
+            raise NeedsExactCheck(reason, exc) from None
         raise
     if tmp_rejects is not None:
         assert o.rejects_path is not None
@@ -713,11 +826,11 @@ def execute(options: Options, console: Console, report: RunReport) -> None:
         plan_from_models(run)
         conn = connect_target(run)
         try:
-            validate_source(run)
             if options.verify_only:
+                validate_source(run)
                 verify_existing(run, conn)
             else:
-                migrate(run, conn)
+                load_fast_or_exact(run, conn)
         finally:
             conn.close()
         print_summary(run, started)

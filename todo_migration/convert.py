@@ -8,7 +8,9 @@ and verification is a comparison of two checksums.
 
 For every column type a Codec gives SQL expressions:
   copy        (SQLite) the value as that text, or NULL
-  canonical   (SQLite) true when the stored value needs no conversion (the cheap pre-flight test)
+  canonical   (SQLite) true when the stored value needs no conversion (the exact pre-flight test)
+  canonical_shape (SQLite) the same, leaving to PostgreSQL what its own parser and the read-back
+              decide anyway (a calendar date, an hour below 24): the cheaper test of the fast path
   problem     (SQLite) NULL when the value can be stored exactly, else the kind of problem
   conversions (SQLite) true where a lossless conversion happens (e.g. 'true' -> boolean)
   render      (PostgreSQL) a stored value as the same text (to name a differing column)
@@ -30,7 +32,9 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # SQLAlchemy's SQLite DateTime storage format, and CURRENT_TIMESTAMP's (no fraction).
 _TS26 = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 _TS19 = _TS26[: _TS26.index(".")]
-# The same, narrowed to values that are surely real (day <= 28 needs no calendar): the fast path.
+# The app's format by shape only: the digits, ranges and calendar are PostgreSQL's to judge.
+_TS_SHAPE = "????-??-?? ??:??:??.[0-9][0-9][0-9][0-9][0-9][0-9]"
+# The same, narrowed to values that are surely real (day <= 28 needs no calendar): the common case.
 _TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
 _FRACTION = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2})?[.,](\d+)")
 BOOLEAN_WORDS = {
@@ -110,6 +114,12 @@ class Codec:
         """SQLite expression, true when a non-NULL value is already in the exact form PostgreSQL
         stores, needing no conversion: the one cheap test every value of a clean table passes."""
         raise NotImplementedError
+
+    def canonical_shape(self, c: str) -> str:
+        """`canonical`, less what PostgreSQL checks for us. Sound only together with the read-back:
+        a value passing it either makes COPY fail, or is stored and printed back as the exact
+        text `copy_canonical` sent (then it was canonical), or is printed back differently."""
+        return self.canonical(c)
 
     def problem(self, c: str) -> str:
         """SQLite expression: NULL if storable, else a problem kind (NULLs are checked elsewhere)."""
@@ -249,8 +259,15 @@ class TimestampCodec(Codec):
             f"AND (substr({c}, 9, 2) <= '28' OR date(julianday(substr({c}, 1, 10))) = substr({c}, 1, 10))"
         )
 
+    def canonical_shape(self, c: str) -> str:
+        # PostgreSQL prints a timestamp as 'YYYY-MM-DD HH:MM:SS[.f]' (' BC' after a digit for
+        # old dates). A value of this shape that reads back unchanged (trailing zeros trimmed)
+        # is therefore all digits, with a real date and time, after year 0 and not BC. The six
+        # fraction digits keep rtrim from eating into anything but zeros.
+        return f"{c} GLOB '{_TS_SHAPE}'"
+
     def problem(self, c: str) -> str:
-        # Fast path: the app's own format with a date that surely exists. Days 29-31, month or
+        # The common case: the app's own format with a date that surely exists. Days 29-31, month or
         # hour out of range, and every other spelling are checked exactly (the calendar, or Python).
         fast = (
             f"{c} GLOB '{_TS_SAFE}*' AND ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') "

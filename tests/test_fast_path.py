@@ -1,0 +1,171 @@
+"""The fast path and its way back: a clean todo.db is loaded while a second SQLite connection checks
+its values; anything that check, PostgreSQL or the read-back doubts sends the run, rolled back, to
+the exact pre-flight, which then decides exactly as it would have on its own."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import assert_one_line_error, pg_query, pg_tables, run_cli, sqlite_rows
+from dirty import make_loose_db
+from test_cli import run_on_terminal
+
+FAST = "alongside the load"
+FELL_BACK = "rolled back; checking every value in detail"
+
+
+def changed_db(tmp_path: Path, *statements: str, loose: bool = False) -> Path:
+    """The guide's sample (in the old schema without NOT NULL/unique when `loose`), changed."""
+    path = tmp_path / "changed" / "todo.db"
+    path.parent.mkdir()
+    if loose:
+        make_loose_db(path)
+    else:
+        from tools.make_todo_db import make_todo_db
+
+        make_todo_db(path)
+    conn = sqlite3.connect(path)
+    with conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+    return path
+
+
+def migrate(db: Path, url: str, *extra: str):
+    return run_cli("--sqlite-path", str(db), "--postgres-url", url, *extra)
+
+
+def test_a_clean_source_is_checked_alongside_the_load(sample_db, pg_url, tmp_path):
+    report = tmp_path / "report.json"
+    result = migrate(sample_db, pg_url, "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert FAST in result.stdout
+    assert FELL_BACK not in result.stdout
+    assert "every value is already in PostgreSQL's form" in result.stdout
+    phases = json.loads(report.read_text())["phases"]
+    assert phases["validate (alongside load)"] > 0
+    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+
+
+@pytest.mark.parametrize(
+    ("column", "stored", "label", "arrives"),
+    [
+        ("completed", "'true'", "boolean stored as text", "true"),
+        ("due_date", "'2024-03-01 12:30:00'", "datetime without fractional seconds", "2024-03-01 12:30:00"),
+        ("due_date", "'2024-03-01T12:30:00+05:30'", "ISO datetime normalized", "2024-03-01 07:00:00"),
+    ],
+)  # fmt: skip
+def test_a_value_needing_conversion_sends_the_run_to_the_exact_path(
+    tmp_path, pg_url, column, stored, label, arrives
+):
+    db = changed_db(tmp_path, f"UPDATE tasks SET {column} = {stored} WHERE id = 6", loose=True)
+    result = migrate(db, pg_url)
+    assert result.returncode == 0, result.stderr
+    assert f"tasks holds values that need converting or checking: {FELL_BACK}" in result.stdout
+    assert f"converted: tasks.{column}: {label}" in result.stdout
+    assert pg_query(pg_url, f"SELECT {column}::text FROM tasks WHERE id = 6") == [(arrives,)]
+    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+
+
+# Values of the app's exact shape that only PostgreSQL's parser or the read-back can tell apart:
+# refused outright, or accepted as a different instant.
+SHAPED_BUT_WRONG = [
+    "2023-02-30 10:00:00.000000",  # no such day: PostgreSQL refuses it
+    "2023-04-31 10:00:00.000000",
+    "2024-13-01 10:00:00.000000",  # no such month
+    "0000-01-01 00:00:00.000000",  # no year 0
+    "2024-01-01 24:00:00.000000",  # PostgreSQL takes it as the next midnight: read back differently
+    "2024-01-01 10:00:60.000000",  # a leap second: read back as 10:01:00
+    "2024-01-01 1a:00:00.000000",
+    # Not quite the shape, though trimming zeros or PostgreSQL's own printing might make them fit.
+    "2024-01-01 10:00:00..00000",
+    "0001-01-01 00:00:00.123 BC",
+]
+
+
+@pytest.mark.parametrize("value", SHAPED_BUT_WRONG)
+@pytest.mark.parametrize("verify", [True, False], ids=["verify", "no-verify"])
+def test_a_timestamp_only_postgresql_can_judge_is_reported_as_pre_flight_would(
+    tmp_path, pg_url, value, verify
+):
+    db = changed_db(tmp_path, f"UPDATE tasks SET due_date = '{value}' WHERE id = 5")
+    result = migrate(db, pg_url, *([] if verify else ["--no-verify"]))
+    assert_one_line_error(result, "nothing was written")
+    assert FELL_BACK in result.stdout
+    line = next(x for x in result.stdout.splitlines() if "bad_datetime" in x)
+    assert "tasks.due_date: 1 (ids 5)" in line and value in line
+    assert pg_tables(pg_url) == {}
+    dry = migrate(db, pg_url, "--dry-run")  # the exact pre-flight says the same on its own
+    assert dry.returncode == 1 and "tasks.due_date: 1 (ids 5)" in dry.stdout
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind", "where"),
+    [
+        ("UPDATE tasks SET user_id = 999 WHERE id = 7", "missing_parent", "tasks.user_id: 1 (ids 7)"),
+        ("UPDATE tasks SET parent_task_id = 5000 WHERE id = 8", "missing_parent", "tasks.parent_task_id: 1 (ids 8)"),
+        ("UPDATE users SET email = (SELECT email FROM users WHERE id = 1) WHERE id = 2", "duplicate", "users.email"),
+        ("UPDATE tasks SET title = NULL WHERE id = 9", "null_in_not_null", "tasks.title: 1 (ids 9)"),
+        (f"UPDATE tasks SET title = '{'x' * 300}' WHERE id = 10", "too_long", "tasks.title: 1 (ids 10)"),
+    ],
+)  # fmt: skip
+def test_a_row_postgresql_refuses_is_reported_as_pre_flight_would(tmp_path, pg_url, statement, kind, where):
+    db = changed_db(tmp_path, statement, loose=True)
+    result = migrate(db, pg_url)
+    assert_one_line_error(result, "nothing was written", "--on-invalid skip")
+    assert FELL_BACK in result.stdout
+    assert any(x.strip().startswith(kind) and where in x for x in result.stdout.splitlines()), result.stdout
+    assert pg_tables(pg_url) == {}
+
+
+def test_skip_mode_after_a_fallback_rejects_exactly_the_bad_rows(tmp_path, pg_url):
+    db = changed_db(tmp_path, "UPDATE tasks SET user_id = 999 WHERE id = 7", loose=True)
+    rejects = tmp_path / "rejects.jsonl"
+    result = migrate(db, pg_url, "--on-invalid", "skip", "--rejects", str(rejects))
+    assert result.returncode == 0, result.stderr
+    assert FELL_BACK in result.stdout
+    lines = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert [(r["table"], r["id"], r["kind"]) for r in lines] == [("tasks", 7, "missing_parent")]
+    assert pg_tables(pg_url)["tasks"] == 22
+
+
+def test_a_failure_the_exact_pre_flight_cannot_explain_is_reported_once(tmp_path, pg_url):
+    """Bytes that are not UTF-8: PostgreSQL refuses them; the exact path would send the same
+    bytes, so the run stops with PostgreSQL's reason instead of loading twice."""
+    db = changed_db(tmp_path, "UPDATE tasks SET title = CAST(x'41ff42' AS TEXT) WHERE id = 3")
+    result = migrate(db, pg_url)
+    assert_one_line_error(result, 'invalid byte sequence for encoding "UTF8"', "nothing was changed")
+    assert FELL_BACK in result.stdout
+    assert result.stdout.count("Migrating tasks") == 1
+    assert pg_tables(pg_url) == {}
+
+
+def test_the_fallback_asks_for_confirmation_only_once(tmp_path, pg_url, sample_db):
+    assert migrate(sample_db, pg_url).returncode == 0
+    db = changed_db(tmp_path, "UPDATE tasks SET completed = 'false' WHERE id = 2")
+    code, out = run_on_terminal(
+        ["--sqlite-path", str(db), "--postgres-url", pg_url, "--force-recreate"], "yes"
+    )
+    assert code == 0, out
+    assert out.count("type 'yes'") == 1
+    assert FELL_BACK in out
+    assert pg_query(pg_url, "SELECT completed FROM tasks WHERE id = 2") == [(False,)]
+
+
+def test_a_wal_source_is_checked_before_the_load(tmp_path, pg_url, sample_db):
+    """A WAL-mode todo.db may be written to while we read: a second connection could see another
+    snapshot, so the exact pre-flight runs first on the one connection."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    result = migrate(sample_db, pg_url)
+    assert result.returncode == 0, result.stderr
+    assert FAST not in result.stdout
+    assert "pre-flight" in result.stdout
+    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+    assert [tuple(r) for r in pg_query(pg_url, "SELECT id, title FROM tasks ORDER BY id")] == [
+        (r[0], r[1]) for r in sqlite_rows(sample_db, "tasks")
+    ]
