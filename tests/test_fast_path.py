@@ -156,16 +156,31 @@ def test_the_fallback_asks_for_confirmation_only_once(tmp_path, pg_url, sample_d
     assert pg_query(pg_url, "SELECT completed FROM tasks WHERE id = 2") == [(False,)]
 
 
-def test_a_wal_source_is_checked_before_the_load(tmp_path, pg_url, sample_db):
-    """A WAL-mode todo.db may be written to while we read: a second connection could see another
-    snapshot, so the exact pre-flight runs first on the one connection."""
-    with sqlite3.connect(sample_db) as conn:
+def wal(db: Path) -> Path:
+    with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
-    result = migrate(sample_db, pg_url)
+    return db
+
+
+def test_a_wal_source_is_checked_before_the_load(pg_url, sample_db):
+    """A WAL-mode todo.db may be written to while we read: a second connection could see another
+    snapshot, so the values check runs on the one connection, before the load."""
+    result = migrate(wal(sample_db), pg_url)
     assert result.returncode == 0, result.stderr
-    assert FAST not in result.stdout
-    assert "pre-flight" in result.stdout
-    assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
+    out = result.stdout
+    assert FAST not in out
+    assert out.index("Checking every value against the models ...") < out.index("Creating PostgreSQL tables")
+    assert "every value is already in PostgreSQL's form" in out
     assert [tuple(r) for r in pg_query(pg_url, "SELECT id, title FROM tasks ORDER BY id")] == [
         (r[0], r[1]) for r in sqlite_rows(sample_db, "tasks")
     ]
+
+
+def test_a_wal_source_needing_conversion_goes_to_the_exact_pre_flight_before_loading(tmp_path, pg_url):
+    db = wal(changed_db(tmp_path, "UPDATE tasks SET completed = 'true' WHERE id = 6"))
+    result = migrate(db, pg_url)
+    assert result.returncode == 0, result.stderr
+    assert FELL_BACK not in result.stdout  # found before anything was loaded
+    assert result.stdout.count("Migrating tasks") == 1
+    assert "converted: tasks.completed: boolean stored as text (1)" in result.stdout
+    assert pg_query(pg_url, "SELECT completed FROM tasks WHERE id = 6") == [(True,)]

@@ -49,7 +49,7 @@ from .output import Console, plural
 from .plan import Plan, build_plan
 from .report import RunReport
 from .source import Source, explain_sqlite_error, open_source
-from .validate import ConcurrentCheck, Validation, assume_canonical, validate, write_rejects
+from .validate import Validation, ValuesCheck, assume_canonical, validate, write_rejects
 from .verify import TableCheck, verify_all
 
 DEFAULT_SQLITE_PATH = "./todo.db"
@@ -460,7 +460,7 @@ def create_schema_and_tables(run: Run, cur) -> None:
             c.detail(f"✅ {qualified(tp)}")
 
 
-def copy_rows(run: Run, cur, check: ConcurrentCheck | None) -> None:
+def copy_rows(run: Run, cur, check: ValuesCheck | None) -> None:
     assert run.plan is not None and run.source is not None and run.validation is not None
     c = run.console
 
@@ -469,7 +469,7 @@ def copy_rows(run: Run, cur, check: ConcurrentCheck | None) -> None:
         if check is not None and check.found_something:  # no use loading the rest
             raise NeedsExactCheck(f"{check.not_canonical} holds values that need converting or checking")
 
-    if check is not None:
+    if check is not None and check.alongside:
         c.step("🧪", "Checking every value against the models, alongside the load ...")
     with run.phase("copy"):
         for tp in run.plan.tables:
@@ -556,49 +556,58 @@ def verify_target(run: Run, cur, *, diff: bool = True) -> None:
         )
 
 
-def start_concurrent_check(run: Run) -> ConcurrentCheck | None:
-    """The fast path's check, where it can run: on a second connection that sees exactly our
-    snapshot (not for a WAL source being written to), and not for a dry run, which lists every
-    problem and so needs the exact pre-flight. Without the read-back (--no-verify) it is exact."""
+def start_values_check(run: Run) -> ValuesCheck | None:
+    """The fast path's check: alongside the load, on a second connection that sees exactly our
+    snapshot; for a WAL source (whose snapshot only this connection holds), here and now on this
+    one. None for a dry run, which lists every problem and so needs the exact pre-flight. Without
+    the read-back (--no-verify) the check is the exact test."""
     assert run.source is not None and run.plan is not None
-    if run.options.dry_run:
+    o = run.options
+    if o.dry_run:
         return None
     try:
         readers = run.source.extra_readers(1)
+        if readers:
+            return ValuesCheck(run.source, run.plan, shape=o.verify, conn=readers[0])
+        run.console.step("🧪", "Checking every value against the models ...")
+        with run.phase("validate"):
+            check = ValuesCheck(run.source, run.plan, shape=o.verify)
+            check.result()
+        return check
     except sqlite3.Error as exc:
-        raise explain_sqlite_error(exc, run.options.sqlite_path) from None
-    if not readers:
-        return None
-    return ConcurrentCheck(run.source, run.plan, readers[0], shape=run.options.verify)
+        raise explain_sqlite_error(exc, o.sqlite_path) from None
 
 
-def _check_result(run: Run, check: ConcurrentCheck) -> str | None:
+def _check_result(run: Run, check: ValuesCheck) -> str | None:
     try:
         return check.result()
     except sqlite3.Error as exc:
         raise explain_sqlite_error(exc, run.options.sqlite_path) from None
 
 
-def confirm_check(run: Run, check: ConcurrentCheck) -> None:
+def confirm_check(run: Run, check: ValuesCheck) -> None:
     """Wait for the concurrent check; the fast path stands only if it found every value canonical."""
     table = _check_result(run, check)
-    run.report.phases["validate (alongside load)"] = check.seconds
+    if check.alongside:
+        run.report.phases["validate (alongside load)"] = check.seconds
     if table is not None:
         raise NeedsExactCheck(f"{table} holds values that need converting or checking")
     assert run.validation is not None
     run.report.set_validation(run.validation)
-    run.console.step("🧪", "Checked every value against the models, alongside the load:")
+    where = ", alongside the load" if check.alongside else ""
+    run.console.step("🧪", f"Checked every value against the models{where}:")
     run.console.detail(
         f"✅ every value is already in PostgreSQL's form; no problems found ({check.seconds:.2f}s)"
     )
 
 
 def load_fast_or_exact(run: Run, conn) -> None:
-    """The fast path first: load as if every value were canonical while a second connection
-    checks that they are, and let PostgreSQL's parser and the read-back judge the rest. At the
-    first doubt, roll back and take the exact path: the full pre-flight, then the load."""
-    check = start_concurrent_check(run)
-    if check is None:
+    """The fast path first: load as if every value were canonical while the values check confirms
+    it (alongside, or for a WAL source just before), and let PostgreSQL's parser and the read-back
+    judge the rest. At the first doubt, roll back and take the exact path: the full pre-flight,
+    then the load."""
+    check = start_values_check(run)
+    if check is None or check.found_something:  # found before anything was loaded: no need to try
         validate_source(run)
         migrate(run, conn)
         return
@@ -636,7 +645,7 @@ def prepare_rejects(run: Run) -> Path | None:
         ) from None
 
 
-def migrate(run: Run, conn, check: ConcurrentCheck | None = None) -> None:
+def migrate(run: Run, conn, check: ValuesCheck | None = None) -> None:
     """One transaction: (drop) create, COPY, keys and indexes, verify, COMMIT. With `check` (the
     fast path), a refused value or a differing read-back raises NeedsExactCheck instead."""
     o = run.options

@@ -133,34 +133,45 @@ def assume_canonical(plan: Plan) -> Validation:
     return Validation(canonical={tp.name for tp in _scanned(plan)})
 
 
-class ConcurrentCheck:
-    """The fast path's pre-flight, on its own connection and thread while the load runs.
+class ValuesCheck:
+    """The fast path's pre-flight: is every value of every table canonical?
 
-    It asks of each table only whether any row is not canonical, and stops at the first such
-    row. With `shape`, SQLite checks the form of each value and PostgreSQL the rest: its parser
-    refuses what it cannot store, and the read-back catches what it would store differently.
-    Orphans, duplicates and over-long values need no scan here: PostgreSQL refuses them while
-    building the keys or loading. Any doubt sends the run to the exact pre-flight.
+    It stops at the first row that is not. With `shape`, SQLite checks the form of each value and
+    PostgreSQL the rest: its parser refuses what it cannot store, and the read-back catches what
+    it would store differently. Orphans, duplicates and over-long values need no scan here:
+    PostgreSQL refuses them while loading or building the keys. Any doubt sends the run to the
+    exact pre-flight.
+
+    Given `conn` (a second connection to the same snapshot), it runs on a thread of its own at low
+    priority while the load runs; without one, here and now on the source's own connection.
     """
 
-    def __init__(self, source: Source, plan: Plan, conn: sqlite3.Connection, *, shape: bool) -> None:
+    def __init__(
+        self, source: Source, plan: Plan, *, shape: bool, conn: sqlite3.Connection | None = None
+    ) -> None:
         self.not_canonical: str | None = None  # the first table found with a non-canonical row
         self.failure: BaseException | None = None
         self.seconds = 0.0
-        self._stop = threading.Event()
-        self._conn = conn
-        conn.set_progress_handler(lambda: 1 if self._stop.is_set() or INTERRUPTED.is_set() else 0, 100_000)
+        self.alongside = conn is not None
         self._queries = [
             (tp.name, f"SELECT EXISTS (SELECT 1 FROM main.{quote_ident(tp.name)} x "
                       f"WHERE NOT ({_canonical_row(source, tp, shape=shape)}))")
             for tp in _scanned(plan)
         ]  # fmt: skip
+        self._stop = threading.Event()
+        self._conn = conn or source.conn
+        self._thread: threading.Thread | None = None
+        if conn is None:
+            self._run()
+            return
+        conn.set_progress_handler(lambda: 1 if self._stop.is_set() or INTERRUPTED.is_set() else 0, 100_000)
         self._thread = threading.Thread(target=self._run, name="sqlite-check", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         started = time.perf_counter()
-        _lower_thread_priority()
+        if self.alongside:
+            _lower_thread_priority()
         try:
             for table, query in self._queries:
                 if self._conn.execute(query).fetchone()[0]:
@@ -172,21 +183,27 @@ class ConcurrentCheck:
             self.seconds = time.perf_counter() - started
 
     @property
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    @property
     def found_something(self) -> bool:
         """Already known, without waiting, that the fast path cannot stand."""
-        return not self._thread.is_alive() and self.not_canonical is not None
+        return self.done and self.not_canonical is not None
 
     def result(self) -> str | None:
         """Wait for the scan; the first table with a non-canonical row, or None."""
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self.failure is not None:
             raise self.failure
         return self.not_canonical
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._conn.close()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._conn.close()
 
 
 def _lower_thread_priority() -> None:
