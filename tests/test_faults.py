@@ -54,12 +54,27 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
 
 
 def copying_backend(url: str) -> int | None:
+    """The backend while it copies the tasks (the longest COPY: the window to interrupt in)."""
     rows = pg_query(
         url,
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'migrate_sqlite_to_postgres' "
-        "AND state = 'active' AND query ILIKE 'COPY%FROM STDIN%'",
+        "AND state = 'active' AND query ILIKE 'COPY tasks %FROM STDIN%'",
     )
     return rows[0][0] if rows else None
+
+
+def wait_for_copy(url: str, proc: subprocess.Popen) -> int | None:
+    """The copying backend's pid, as soon as it is seen; None if the run ended first."""
+    seen: list[int] = []
+
+    def copying() -> bool:
+        pid = copying_backend(url)
+        if pid is not None:
+            seen.append(pid)
+        return bool(seen) or proc.poll() is not None
+
+    wait_for(copying, interval=0.02)
+    return seen[0] if seen else None
 
 
 def snapshot(url: str) -> dict[str, list]:
@@ -225,8 +240,7 @@ def test_connection_killed_mid_copy_leaves_the_target_as_it_was(sample_db, big_d
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
     before = snapshot(pg_url)
     proc = start_cli("--sqlite-path", str(big_db), "--postgres-url", pg_url, "--force-recreate", "--yes")
-    assert wait_for(lambda: copying_backend(pg_url) is not None or proc.poll() is not None)
-    pid = copying_backend(pg_url)
+    pid = wait_for_copy(pg_url, proc)
     assert pid is not None, "the migration finished before it could be interrupted"
     pg_query(pg_url, "SELECT pg_terminate_backend(%s)", (pid,))
     out, err = proc.communicate(timeout=60)
@@ -243,7 +257,7 @@ def test_server_restart_mid_copy(big_db):
         server.psql("CREATE DATABASE target")
         url = server.url("target")
         proc = start_cli("--sqlite-path", str(big_db), "--postgres-url", url)
-        assert wait_for(lambda: copying_backend(url) is not None or proc.poll() is not None)
+        assert wait_for_copy(url, proc) is not None
         assert proc.poll() is None
         server.restart()
         out, err = proc.communicate(timeout=60)
@@ -256,7 +270,7 @@ def test_server_restart_mid_copy(big_db):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_copy_exits_130_and_changes_nothing(big_db, pg_url, sig):
     proc = start_cli("--sqlite-path", str(big_db), "--postgres-url", pg_url)
-    assert wait_for(lambda: copying_backend(pg_url) is not None or proc.poll() is not None)
+    assert wait_for_copy(pg_url, proc) is not None
     assert proc.poll() is None
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
