@@ -133,15 +133,51 @@ def test_skip_mode_after_a_fallback_rejects_exactly_the_bad_rows(tmp_path, pg_ur
     assert pg_tables(pg_url)["tasks"] == 22
 
 
-def test_a_failure_the_exact_pre_flight_cannot_explain_is_reported_once(tmp_path, pg_url):
-    """Bytes that are not UTF-8: PostgreSQL refuses them; the exact path would send the same
-    bytes, so the run stops with PostgreSQL's reason instead of loading twice."""
-    db = changed_db(tmp_path, "UPDATE tasks SET title = CAST(x'41ff42' AS TEXT) WHERE id = 3")
-    result = migrate(db, pg_url)
-    assert_one_line_error(result, 'invalid byte sequence for encoding "UTF8"', "nothing was changed")
-    assert FELL_BACK in result.stdout
-    assert result.stdout.count("Migrating tasks") == 1
-    assert pg_tables(pg_url) == {}
+def test_a_failure_the_exact_pre_flight_cannot_explain_is_reported_once(tmp_path, pg_server, pg_db):
+    """A LATIN1 target database cannot hold an emoji: PostgreSQL refuses it, the exact path would
+    send the same bytes, so the run stops with PostgreSQL's reason instead of loading twice."""
+    name = pg_db + "_latin1"
+    pg_server.execute(
+        f"CREATE DATABASE \"{name}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    )
+    try:
+        url = pg_server.url(name)
+        db = changed_db(tmp_path, "UPDATE tasks SET title = 'party 🎉' WHERE id = 3")
+        result = migrate(db, url)
+        assert_one_line_error(result, 'has no equivalent in encoding "LATIN1"', "nothing was changed")
+        assert FELL_BACK in result.stdout
+        assert result.stdout.count("Migrating tasks") == 1
+        assert pg_tables(url) == {}
+    finally:
+        pg_server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_text_that_is_not_utf8_is_a_listed_problem(tmp_path, pg_url, mode):
+    """Bytes another tool wrote in Latin-1: PostgreSQL refuses them; the list names the row, and
+    the rejects file keeps the exact bytes (base64)."""
+    db = changed_db(
+        tmp_path, "UPDATE tasks SET title = CAST(x'436166e9' AS TEXT) WHERE id = 3"
+    )  # 'Café' in Latin-1
+    dry = migrate(db, pg_url, "--dry-run")
+    assert dry.returncode == 1
+    assert any(
+        "not_utf8" in x and "tasks.title: 1 (ids 3)" in x and "b'Caf\\xe9'" in x
+        for x in dry.stdout.splitlines()
+    ), dry.stdout
+    rejects = tmp_path / "rejects.jsonl"
+    result = migrate(
+        db, pg_url, "--on-invalid", mode, *(["--rejects", str(rejects)] if mode == "skip" else [])
+    )
+    if mode == "fail":
+        assert_one_line_error(result, "nothing was written")
+        assert pg_tables(pg_url) == {}
+        return
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(x) for x in rejects.read_text().splitlines()]
+    task = next(r for r in records if r["table"] == "tasks")
+    assert (task["id"], task["kind"], task["row"]["title"]) == (3, "not_utf8", {"base64": "Q2Fm6Q=="})
+    assert pg_query(pg_url, "SELECT count(*) FROM tasks WHERE id = 3") == [(0,)]
 
 
 def test_the_fallback_asks_for_confirmation_only_once(tmp_path, pg_url, sample_db):

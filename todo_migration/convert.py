@@ -79,9 +79,36 @@ def _strip_nul(value: object) -> object:
     return value
 
 
+def utf8_valid(value: object) -> bool:
+    """PostgreSQL accepts exactly what Python's strict decoder does (no surrogates, no overlong forms)."""
+    if not isinstance(value, bytes) or value.isascii():
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def register_sqlite_functions(conn: sqlite3.Connection, *, strip_nul: bool) -> None:
+    """Python helpers for the rare values SQL cannot judge. Text reaches them as BLOB: Python's
+    sqlite3 cannot hand a function text that is not UTF-8."""
+    conn.create_function("utf8_valid", 1, utf8_valid, deterministic=True)
     conn.create_function("canonical_ts", 1, canonical_timestamp, deterministic=True)
     conn.create_function("strip_nul", 1, _strip_nul if strip_nul else (lambda v: v), deterministic=True)
+
+
+def _python_arg(c: str) -> str:
+    """A value for a Python function: text as its bytes (it may not be UTF-8), the rest as it is."""
+    return f"iif(typeof({c}) = 'text', CAST({c} AS BLOB), {c})"
+
+
+def utf8_row_test(text_columns: list[str]) -> str:
+    """SQLite: true when every text value of the row is UTF-8, at one Python call per row (not per
+    value). A newline between the values keeps one value's broken tail from pairing with the next
+    value's head."""
+    joined = " || char(10) || ".join(f"coalesce({c}, '')" for c in text_columns)
+    return f"utf8_valid(CAST({joined} AS BLOB))" if text_columns else "1"
 
 
 def sql_text(value: str) -> str:
@@ -172,7 +199,7 @@ class TextCodec(Codec):
 
     def _value(self, c: str) -> str:
         if self.strip_nul:
-            return f"(CASE WHEN instr(CAST({c} AS BLOB), x'00') THEN strip_nul({c}) ELSE {c} END)"
+            return f"(CASE WHEN instr(CAST({c} AS BLOB), x'00') THEN CAST(strip_nul(CAST({c} AS BLOB)) AS TEXT) ELSE {c} END)"
         return c
 
     def copy(self, c: str) -> str:
@@ -182,6 +209,7 @@ class TextCodec(Codec):
         return c
 
     def canonical(self, c: str) -> str:
+        # Whether the bytes are UTF-8 is checked once per row, by utf8_row_test.
         test = f"typeof({c}) = 'text' AND NOT instr(CAST({c} AS BLOB), x'00')"
         if self.length is not None:  # bytes are free to count and never fewer than characters
             test += f" AND (length(CAST({c} AS BLOB)) <= {self.length} OR length({c}) <= {self.length})"
@@ -191,6 +219,7 @@ class TextCodec(Codec):
         checks = [f"WHEN {c} IS NULL THEN NULL", f"WHEN typeof({c}) = 'blob' THEN 'binary_in_text_column'"]
         if not self.strip_nul:
             checks.append(f"WHEN instr(CAST({c} AS BLOB), x'00') THEN 'nul_byte'")
+        checks.append(f"WHEN typeof({c}) = 'text' AND NOT utf8_valid(CAST({c} AS BLOB)) THEN 'not_utf8'")
         if self.length is not None:
             # Bytes are never fewer than characters, and their count is free: count characters
             # only for values that could be too long.
@@ -244,7 +273,7 @@ class TimestampCodec(Codec):
     def copy(self, c: str) -> str:
         return (
             f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} GLOB '{_TS26}' THEN rtrim(rtrim({c}, '0'), '.') "
-            f"WHEN {c} GLOB '{_TS19}' THEN {c} ELSE rtrim(rtrim(canonical_ts({c}), '0'), '.') END"
+            f"WHEN {c} GLOB '{_TS19}' THEN {c} ELSE rtrim(rtrim(canonical_ts({_python_arg(c)}), '0'), '.') END"
         )
 
     def copy_canonical(self, c: str) -> str:
@@ -281,7 +310,7 @@ class TimestampCodec(Codec):
         )
         return (
             f"CASE WHEN {c} IS NULL THEN NULL WHEN {fast} THEN NULL WHEN {exact} THEN NULL "
-            f"WHEN canonical_ts({c}) IS NULL THEN 'bad_datetime' END"
+            f"WHEN canonical_ts({_python_arg(c)}) IS NULL THEN 'bad_datetime' END"
         )
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
@@ -289,7 +318,7 @@ class TimestampCodec(Codec):
             ("datetime without fractional seconds", f"{c} GLOB '{_TS19}'"),
             ("ISO datetime normalized (T, Z, offset to UTC, date only)",
              f"CASE WHEN {c} IS NULL OR {c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}' THEN 0 "
-             f"ELSE canonical_ts({c}) IS NOT NULL END"),
+             f"ELSE canonical_ts({_python_arg(c)}) IS NOT NULL END"),
         ]  # fmt: skip
 
     def render(self, c: str) -> str:

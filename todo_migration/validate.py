@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .convert import utf8_row_test
 from .errors import INTERRUPTED
 from .plan import Plan, TablePlan
 from .source import Source, quote_ident
@@ -105,7 +106,8 @@ def _orphan_condition(plan: Plan, fk: tuple[str, str, str]) -> str:
 
 def _canonical_row(source: Source, tp: TablePlan, *, shape: bool = False) -> str:
     """True when every value of the row is stored exactly as PostgreSQL will hold it (with
-    `shape`, as far as SQLite needs to judge it when the read-back judges the rest)."""
+    `shape`, as far as SQLite needs to judge it when the read-back judges the rest). Whether text
+    is UTF-8 is a scan of its own (utf8_sql); PostgreSQL refuses what is not, in any case."""
     tests = []
     for col in _checked_columns(tp, source):
         test = col.codec.canonical_shape(col.sqlite) if shape else col.codec.canonical(col.sqlite)
@@ -229,62 +231,73 @@ def _classify_values(source: Source, tp: TablePlan, result: Validation) -> None:
         _record_value_problems(source, tp)
 
 
+def utf8_sql(source: Source, tp: TablePlan) -> str | None:
+    """Rows with text that is not UTF-8, as a summary row (counted as not canonical, no orphans).
+    Python judges the bytes, so this scan runs on one thread only: two threads calling Python for
+    every row would spend their time handing the GIL back and forth."""
+    text = [c.sqlite for c in _checked_columns(tp, source) if c.codec.kind == "text"]
+    if not text:
+        return None
+    zeros = ", 0" * len(tp.foreign_keys())
+    return f"SELECT coalesce(sum(NOT {utf8_row_test(text)}), 0){zeros} FROM main.{quote_ident(tp.name)}"
+
+
 def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dict[str, list[int]]:
-    """Run the summary scans, split by id range over both cores where the snapshot allows it."""
-    work: list[tuple[TablePlan, int | None, int | None]] = []
+    """Run the summary scans, split by id range over both cores where the snapshot allows it.
+    Each table's total is [rows not canonical, then each foreign key's orphans]."""
+    sql_work: list[tuple[str, str, tuple]] = []  # (table, query, parameters): SQLite alone
+    python_work: list[tuple[str, str, tuple]] = []  # the same, calling Python for every row
     for tp in tables:
         if not _is_rowid(source, tp):  # keys may be NULL or text: one scan of everything
-            work.append((tp, None, None))
-            continue
-        lo, hi = source.conn.execute(
-            f"SELECT min({quote_ident(tp.pk)}), max({quote_ident(tp.pk)}) FROM main.{quote_ident(tp.name)}"
-        ).fetchone()
-        if lo is None:
-            continue
-        if hi - lo < 20_000:
-            work.append((tp, lo, hi))
-            continue
-        mid = lo + (hi - lo) // 2
-        work += [(tp, lo, mid), (tp, mid + 1, hi)]
-    ranged = {tp.name: summary_sql(source, plan, tp, ranged=True) for tp in tables}
-    whole = {tp.name: summary_sql(source, plan, tp, ranged=False) for tp in tables}
-    totals: dict[str, list[int]] = {}
-    for tp in tables:
-        totals[tp.name] = [0] * (1 + len(tp.foreign_keys()))
-
-    def scan(conn: sqlite3.Connection, item: tuple) -> None:
-        tp, lo, hi = item
-        if lo is None:
-            row = conn.execute(whole[tp.name]).fetchone()
+            sql_work.append((tp.name, summary_sql(source, plan, tp, ranged=False), ()))
         else:
-            row = conn.execute(ranged[tp.name], (lo, hi)).fetchone()
-        with lock:
-            totals[tp.name] = [a + b for a, b in zip(totals[tp.name], row, strict=True)]
-
+            lo, hi = source.conn.execute(
+                f"SELECT min({quote_ident(tp.pk)}), max({quote_ident(tp.pk)}) FROM main.{quote_ident(tp.name)}"
+            ).fetchone()
+            if lo is None:
+                continue
+            ranged = summary_sql(source, plan, tp, ranged=True)
+            if hi - lo < 20_000:
+                sql_work.append((tp.name, ranged, (lo, hi)))
+            else:
+                mid = lo + (hi - lo) // 2
+                sql_work += [(tp.name, ranged, (lo, mid)), (tp.name, ranged, (mid + 1, hi))]
+        utf8 = utf8_sql(source, tp)
+        if utf8:
+            python_work.append((tp.name, utf8, ()))
+    totals = {tp.name: [0] * (1 + len(tp.foreign_keys())) for tp in tables}
     lock = threading.Lock()
+
+    def scan(conn: sqlite3.Connection, item: tuple[str, str, tuple]) -> None:
+        table, query, params = item
+        row = conn.execute(query, params).fetchone()
+        with lock:
+            totals[table] = [a + b for a, b in zip(totals[table], row, strict=True)]
+
+    work = python_work + sql_work
     readers = source.extra_readers(min(PARALLEL_SCANS, os.cpu_count() or 1) - 1) if len(work) > 1 else []
     if not readers:
         for item in work:
             scan(source.conn, item)
         return totals
-    pending = list(reversed(work))
     failures: list[BaseException] = []
 
-    def worker(conn: sqlite3.Connection) -> None:
+    def worker(conn: sqlite3.Connection, queues: list[list]) -> None:
         try:
             while True:
                 with lock:
-                    if not pending or failures:
+                    queue = next((q for q in queues if q), None)
+                    if queue is None or failures:
                         return
-                    item = pending.pop()
+                    item = queue.pop(0)
                 scan(conn, item)
         except BaseException as exc:  # raised again in the calling thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in readers]
+    threads = [threading.Thread(target=worker, args=(c, [sql_work]), daemon=True) for c in readers]
     for t in threads:
         t.start()
-    worker(source.conn)
+    worker(source.conn, [python_work, sql_work])  # this thread alone calls Python
     for t in threads:
         t.join()
     for conn in readers:
@@ -392,8 +405,9 @@ def excerpt(value: object, width: int = 40) -> str:
     if isinstance(value, bytes):
         try:
             value = value.decode()
-        except UnicodeDecodeError:
-            return f"<{len(value)} bytes of binary>"
+        except UnicodeDecodeError:  # not UTF-8 (a blob, or text in another encoding): b'A\xffB'
+            shown = repr(value[:width]) + ("…" if len(value) > width else "")
+            return f"{shown} ({len(value):,} bytes)" if len(value) > width else shown
     if isinstance(value, str):
         shown = repr(value[:width]) + ("…" if len(value) > width else "")
         return f"{shown} ({len(value):,} characters)" if len(value) > width else shown
@@ -474,5 +488,10 @@ def _jsonable(value: object) -> object:
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode()}
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:  # text that is not UTF-8: its exact bytes, as for a blob
+            return {"base64": base64.b64encode(raw).decode()}
+        return value
     return value
