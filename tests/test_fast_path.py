@@ -220,3 +220,23 @@ def test_a_wal_source_needing_conversion_goes_to_the_exact_pre_flight_before_loa
     assert result.stdout.count("Migrating tasks") == 1
     assert "converted: tasks.completed: boolean stored as text (1)" in result.stdout
     assert pg_query(pg_url, "SELECT completed FROM tasks WHERE id = 6") == [(True,)]
+
+
+def test_the_load_stops_as_soon_as_the_check_finds_a_doubt(tmp_path, pg_url):
+    """A doubt in users is found within milliseconds: the load stops at the next chunk of tasks
+    rather than loading all of them first. The doubt is one only the check can see: a blob in a
+    text column would be sent as its bytes and read back as the same text."""
+    from tools.make_todo_db import make_todo_db
+
+    db = make_todo_db(tmp_path / "todo.db", tasks=300_000)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE users SET full_name = x'3132' WHERE id = 1")
+    result = migrate(db, pg_url)
+    assert_one_line_error(result, "nothing was written")
+    assert f"users holds values that need converting or checking: {FELL_BACK}" in result.stdout
+    assert "300,000 rows copied" not in result.stdout
+    assert any(
+        x.strip().startswith("binary_in_text_column") and "users.full_name: 1 (ids 1)" in x
+        for x in result.stdout.splitlines()
+    ), result.stdout
+    assert pg_tables(pg_url) == {}

@@ -73,6 +73,10 @@ class NeedsExactCheck(Exception):
         self.reason = reason
         self.error = error
 
+    @classmethod
+    def not_canonical(cls, table: str) -> NeedsExactCheck:
+        return cls(f"{table} holds values that need converting or checking")
+
 
 # SQLSTATE classes of a value PostgreSQL refused: data exceptions and integrity violations
 # (NOT NULL, unique, foreign key). On the fast path they mean: look at the values exactly.
@@ -466,8 +470,9 @@ def copy_rows(run: Run, cur, check: ValuesCheck | None) -> None:
 
     def on_chunk(bar, chunk) -> None:
         bar.update(chunk.rows)
-        if check is not None and check.found_something:  # no use loading the rest
-            raise NeedsExactCheck(f"{check.not_canonical} holds values that need converting or checking")
+        table = check.finding_so_far() if check is not None else None
+        if table is not None:  # no use loading the rest
+            raise NeedsExactCheck.not_canonical(table)
 
     if check is not None and check.alongside:
         c.step("🧪", "Checking every value against the models, alongside the load ...")
@@ -586,12 +591,12 @@ def _check_result(run: Run, check: ValuesCheck) -> str | None:
 
 
 def confirm_check(run: Run, check: ValuesCheck) -> None:
-    """Wait for the concurrent check; the fast path stands only if it found every value canonical."""
+    """Wait for the values check; the fast path stands only if it found every value canonical."""
     table = _check_result(run, check)
     if check.alongside:
         run.report.phases["validate (alongside load)"] = check.seconds
     if table is not None:
-        raise NeedsExactCheck(f"{table} holds values that need converting or checking")
+        raise NeedsExactCheck.not_canonical(table)
     assert run.validation is not None
     run.report.set_validation(run.validation)
     where = ", alongside the load" if check.alongside else ""
@@ -607,7 +612,7 @@ def load_fast_or_exact(run: Run, conn) -> None:
     judge the rest. At the first doubt, roll back and take the exact path: the full pre-flight,
     then the load."""
     check = start_values_check(run)
-    if check is None or check.found_something:  # found before anything was loaded: no need to try
+    if check is None or check.finding_so_far():  # found before anything was loaded: no need to try
         validate_source(run)
         migrate(run, conn)
         return
@@ -681,13 +686,10 @@ def migrate(run: Run, conn, check: ValuesCheck | None = None) -> None:
                 raise NeedsExactCheck(f"PostgreSQL refused a value while {doing}", error) from None
             raise error from None
         if check is not None and isinstance(exc, VerificationFailed):
-            table = check.result()
-            reason = (
-                f"{table} holds values that need converting or checking"
-                if table
-                else "the read-back differs from what was sent"
-            )
-            raise NeedsExactCheck(reason, exc) from None
+            table = _check_result(run, check)  # the likelier reason, if the check has one
+            if table is not None:
+                raise NeedsExactCheck.not_canonical(table) from None
+            raise NeedsExactCheck("the read-back differs from what was sent", exc) from None
         raise
     if tmp_rejects is not None:
         assert o.rejects_path is not None

@@ -188,10 +188,9 @@ class ValuesCheck:
     def done(self) -> bool:
         return self._thread is None or not self._thread.is_alive()
 
-    @property
-    def found_something(self) -> bool:
-        """Already known, without waiting, that the fast path cannot stand."""
-        return self.done and self.not_canonical is not None
+    def finding_so_far(self) -> str | None:
+        """The table found not canonical if the check has finished; never waits."""
+        return self.not_canonical if self.done else None
 
     def result(self) -> str | None:
         """Wait for the scan; the first table with a non-canonical row, or None."""
