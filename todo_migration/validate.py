@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -210,9 +211,11 @@ class ValuesCheck:
 def _lower_thread_priority() -> None:
     """Let the load have the cores first: this thread takes what the COPY leaves idle (Linux
     gives each thread its own nice value; elsewhere it simply runs at normal priority)."""
+    if not sys.platform.startswith("linux"):  # elsewhere a thread id may be some process's id
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
+    except OSError:
         pass
 
 
