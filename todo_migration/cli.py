@@ -1,9 +1,11 @@
 """The command line: parse options once, then run the pipeline step by step.
 
-inspect source → plan (from the models) → validate → connect and check the target → load
-(COPY into bare tables) → build keys, indexes, foreign keys and sequences → verify → commit →
-report. Everything that writes to PostgreSQL happens inside one transaction; any failure before
-COMMIT rolls it back, so the target is exactly as it was.
+inspect source → plan (from the models) → connect → check the target → load (COPY into bare
+tables, the values check alongside) → build keys, indexes, foreign keys and sequences → verify →
+commit → report. Everything that writes to PostgreSQL happens inside one transaction; any failure
+before COMMIT rolls it back, so the target is exactly as it was. When the values check, PostgreSQL
+or the read-back has a doubt, the exact pre-flight (validate) decides and the load starts over;
+a dry run and --verify-only take the exact pre-flight first.
 """
 
 from __future__ import annotations
@@ -689,7 +691,9 @@ def migrate(run: Run, conn, check: ValuesCheck | None = None) -> None:
             table = _check_result(run, check)  # the likelier reason, if the check has one
             if table is not None:
                 raise NeedsExactCheck.not_canonical(table) from None
-            raise NeedsExactCheck("the read-back differs from what was sent", exc) from None
+            # No error to fall back on: if the values are fine, the exact path's own verification
+            # names the differing rows.
+            raise NeedsExactCheck("the read-back differs from what was sent") from None
         raise
     if tmp_rejects is not None:
         assert o.rejects_path is not None

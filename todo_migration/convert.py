@@ -1,8 +1,8 @@
 """Type conversion, in one place: how each model type travels from SQLite to PostgreSQL.
 
 Each value travels as the text PostgreSQL itself prints for the stored value (DateStyle ISO:
-'t'/'f', '2024-01-01 10:00:00.5'), and rows as CSV quoted the SQL way: SQLite's quote() on one
-side, `COPY ... TO STDOUT (FORMAT csv, QUOTE '''', NULL 'NULL', FORCE_QUOTE *)` on the other. So
+'t'/'f', '2024-01-01 10:00:00.5'), and rows as CSV quoted the SQL way: SQLite's quote() format
+(printf's %Q) on one side, `COPY ... TO STDOUT (FORMAT csv, QUOTE '''', NULL 'NULL', FORCE_QUOTE *)` on the other. So
 the bytes sent and the bytes read back are identical when, and only when, every value arrived,
 and verification is a comparison of two checksums.
 
@@ -16,7 +16,8 @@ For every column type a Codec gives SQL expressions:
   render      (PostgreSQL) a stored value as the same text (to name a differing column)
 
 SQLite's C engine does the per-value work; Python is called only for the rare values that need
-it (non-canonical datetimes, NUL stripping).
+it (non-canonical datetimes, NUL stripping) and, once per row in the exact pre-flight, to tell
+whether text is UTF-8.
 """
 
 from __future__ import annotations

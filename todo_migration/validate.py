@@ -1,7 +1,10 @@
-"""Pre-flight: find every value PostgreSQL would refuse or change, before the target is touched.
+"""Pre-flight: find every value PostgreSQL would refuse or change, before anything is committed.
 
-The scans are SQL over the source (SQLite's C engine does the per-value work). A clean table
-costs one aggregate scan; a dirty one a second scan that records each problem in the scratch
+Two forms. The values check (ValuesCheck) asks only whether every value is canonical, and runs
+alongside the load; PostgreSQL and the read-back judge the rest. The exact pre-flight (validate)
+runs when that check has a doubt, for a dry run and for --verify-only: it finds and lists every
+problem. Its scans are SQL over the source (SQLite's C engine does the per-value work). A clean
+table costs one aggregate scan; a dirty one a second scan that records each problem in the scratch
 database. In skip mode, rejection then follows the foreign keys: a row whose parent is rejected
 or missing is rejected too, so the target stays consistent.
 """
