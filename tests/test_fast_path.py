@@ -13,6 +13,8 @@ from conftest import assert_one_line_error, pg_query, pg_tables, run_cli, sqlite
 from dirty import make_loose_db
 from test_cli import run_on_terminal
 
+from tools.make_todo_db import make_todo_db
+
 FAST = "alongside the load"
 FELL_BACK = "rolled back; checking every value in detail"
 EXACT = "Checking every value against the models (pre-flight)"  # the exact pre-flight ran
@@ -28,8 +30,6 @@ def changed_db(tmp_path: Path, *statements: str, loose: bool = False) -> Path:
     if loose:
         make_loose_db(path)
     else:
-        from tools.make_todo_db import make_todo_db
-
         make_todo_db(path)
     conn = sqlite3.connect(path)
     with conn:
@@ -232,8 +232,6 @@ def test_the_load_stops_as_soon_as_the_check_finds_a_doubt(tmp_path, pg_url):
     """A doubt in users is found within milliseconds: the load stops at the next chunk of tasks
     (or does not start) rather than loading all of them first. The doubt is one only the check can see: a blob in a
     text column would be sent as its bytes and read back as the same text."""
-    from tools.make_todo_db import make_todo_db
-
     db = make_todo_db(tmp_path / "todo.db", tasks=300_000)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE users SET full_name = x'3132' WHERE id = 1")

@@ -2,9 +2,9 @@
 
 Each value travels as the text PostgreSQL itself prints for the stored value (DateStyle ISO:
 't'/'f', '2024-01-01 10:00:00.5'), and rows as CSV quoted the SQL way: SQLite's quote() format
-(printf's %Q) on one side, `COPY ... TO STDOUT (FORMAT csv, QUOTE '''', NULL 'NULL', FORCE_QUOTE *)` on the other. So
-the bytes sent and the bytes read back are identical when, and only when, every value arrived,
-and verification is a comparison of two checksums.
+(printf's %Q) on one side, `COPY ... TO STDOUT (FORMAT csv, QUOTE '''', NULL 'NULL',
+FORCE_QUOTE *)` on the other. So the bytes sent and the bytes read back are identical when, and
+only when, every value arrived, and verification is a comparison of two checksums.
 
 For every column type a Codec gives SQL expressions:
   copy        (SQLite) the value as that text, or NULL
@@ -200,7 +200,7 @@ class TextCodec(Codec):
 
     def _value(self, c: str) -> str:
         if self.strip_nul:
-            return f"(CASE WHEN instr(CAST({c} AS BLOB), x'00') THEN CAST(strip_nul(CAST({c} AS BLOB)) AS TEXT) ELSE {c} END)"
+            return f"(CASE WHEN instr(CAST({c} AS BLOB), x'00') THEN CAST(strip_nul({_python_arg(c)}) AS TEXT) ELSE {c} END)"
         return c
 
     def copy(self, c: str) -> str:
