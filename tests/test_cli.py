@@ -209,7 +209,7 @@ def test_lock_held_by_another_session_times_out_with_its_name(sample_db, pg_url)
 def test_dry_run_changes_nothing_and_says_what_it_would_do(sample_db, pg_url):
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "create tasks and copy 23 rows" in result.stdout
+    assert "create public.tasks and copy 23 rows" in result.stdout
     assert "Dry run passed" in result.stdout
     assert pg_tables(pg_url) == {}
 

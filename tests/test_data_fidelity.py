@@ -58,7 +58,7 @@ def test_dry_run_lists_problems_and_exits_non_zero(dirty_db, pg_url):
         "--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--dry-run", "--on-invalid", "skip"
     )
     assert result.returncode == 0, result.stderr
-    assert "create tasks and copy 33 rows, 7 to the rejects file" in result.stdout
+    assert "create public.tasks and copy 33 rows, 7 to the rejects file" in result.stdout
     assert pg_tables(pg_url) == {}
     assert not dirty_db.with_name("todo.db.rejects.jsonl").exists()
 

@@ -137,23 +137,33 @@ def test_skip_mode_after_a_fallback_rejects_exactly_the_bad_rows(tmp_path, pg_ur
     assert pg_tables(pg_url)["tasks"] == 22
 
 
-def test_a_failure_the_exact_pre_flight_cannot_explain_is_reported_once(tmp_path, pg_server, pg_db):
-    """A LATIN1 target database cannot hold an emoji: PostgreSQL refuses it, the exact path would
-    send the same bytes, so the run stops with PostgreSQL's reason instead of loading twice."""
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_text_a_latin1_target_cannot_hold_is_a_listed_problem(tmp_path, pg_server, pg_db, dry_run):
+    """A LATIN1 target database cannot hold an emoji: the pre-flight knows the target's encoding,
+    so the dry run fails exactly where the real run would, naming the row."""
     name = pg_db + "_latin1"
     pg_server.execute(
         f"CREATE DATABASE \"{name}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
     )
     try:
         url = pg_server.url(name)
-        db = changed_db(tmp_path, "UPDATE tasks SET title = 'party 🎉' WHERE id = 3")
-        result = migrate(db, url)
-        assert_one_line_error(result, 'has no equivalent in encoding "LATIN1"', "nothing was changed")
-        assert FELL_BACK in result.stdout
-        assert result.stdout.count("Migrating tasks") == 1
+        db = changed_db(tmp_path, "UPDATE tasks SET title = 'party 🎉 in Köln' WHERE id = 3")
+        result = migrate(db, url, *(["--dry-run"] if dry_run else []))
+        assert_one_line_error(result, "would refuse or change", "nothing was written")
+        line = next(x for x in result.stdout.splitlines() if "not_in_target_encoding tasks.title" in x)
+        assert "(ids 3, " in line  # the sample holds other such titles and tags too
         assert pg_tables(url) == {}
+        skipped = migrate(db, url, "--on-invalid", "skip", "--rejects", str(tmp_path / "r.jsonl"))
+        assert skipped.returncode == 0, skipped.stderr
+        assert pg_query(url, "SELECT count(*) FROM tasks WHERE id = 3") == [(0,)]
+        assert pg_query(url, "SELECT title FROM tasks WHERE id = 1") == [(sqlite_title(db, 1),)]
     finally:
         pg_server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def sqlite_title(db: Path, row_id: int) -> str:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT title FROM tasks WHERE id = ?", (row_id,)).fetchone()[0]
 
 
 @pytest.mark.parametrize("mode", ["fail", "skip"])

@@ -58,7 +58,7 @@ def copying_backend(url: str) -> int | None:
     rows = pg_query(
         url,
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'migrate_sqlite_to_postgres' "
-        "AND state = 'active' AND query ILIKE 'COPY tasks %FROM STDIN%'",
+        "AND state = 'active' AND query ILIKE 'COPY public.tasks %FROM STDIN%'",
     )
     return rows[0][0] if rows else None
 

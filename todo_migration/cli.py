@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg2
@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from . import __version__
 from . import target as pg
+from .convert import INT32_MAX, Conversions
 from .errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -43,14 +44,15 @@ from .load import (
     create_table_sql,
     foreign_key_sql,
     hash_source,
+    high_water_id,
     key_and_index_sql,
     qualified,
     reset_sequence,
 )
 from .output import Console, plural
-from .plan import Plan, build_plan
+from .plan import Plan, build_plan, for_target
 from .report import RunReport
-from .source import Source, explain_sqlite_error, open_source
+from .source import Source, explain_sqlite_error, open_source, schema_objects
 from .validate import Validation, ValuesCheck, assume_canonical, validate, write_rejects
 from .verify import TableCheck, verify_all
 
@@ -113,6 +115,7 @@ class Options:
     on_invalid: str = "fail"
     rejects_path: Path | None = None
     strip_nul: bool = False
+    epoch_unit: str | None = None
     allow_drift: bool = False
     verify: bool = True
     verify_only: bool = False
@@ -173,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rejects file for --on-invalid skip (default: next to the source, todo.db.rejects.jsonl)")  # fmt: skip
     data.add_argument("--strip-nul", action="store_true",
                       help="remove NUL bytes from text instead of rejecting those values (counted in the summary)")  # fmt: skip
+    data.add_argument("--epoch-unit", choices=("seconds", "milliseconds"),
+                      help="read numbers in datetime columns (as other tools write them) as seconds or milliseconds "
+                      "since 1970 UTC; without it they are refused, never guessed; e.g. --epoch-unit milliseconds")  # fmt: skip
     data.add_argument("--allow-drift", action="store_true",
                       help="proceed when todo.db and models.py differ (unknown columns or tables are left out, "
                       "missing columns get their default); every difference is reported")  # fmt: skip
@@ -225,6 +231,10 @@ def parse_options(argv: list[str] | None) -> Options:
         raise UsageError(
             "--rejects is used only with --on-invalid skip", "add --on-invalid skip or drop --rejects"
         )
+    report = Path(args.report).expanduser() if args.report else None
+    rejects = rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
+    refuse_output_over_source(sqlite_path, {"--rejects": rejects if args.on_invalid == "skip" else None,
+                                            "--report": report})  # fmt: skip
     return Options(
         sqlite_path=sqlite_path,
         postgres_url=url,
@@ -233,18 +243,51 @@ def parse_options(argv: list[str] | None) -> Options:
         force_recreate=args.force_recreate,
         yes=args.yes,
         on_invalid=args.on_invalid,
-        rejects_path=rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl"),
+        rejects_path=rejects,
         strip_nul=args.strip_nul,
+        epoch_unit=args.epoch_unit,
         allow_drift=args.allow_drift,
         verify=args.verify,
         verify_only=args.verify_only,
-        report_path=Path(args.report).expanduser() if args.report else None,
+        report_path=report,
         schema=args.schema.strip(),
         wait=args.wait,
         lock_timeout=args.lock_timeout,
         quiet=args.quiet,
         debug=args.debug,
     )
+
+
+def refuse_output_over_source(source: Path, outputs: dict[str, Path | None]) -> None:
+    """The tool never writes to its source: an output path that is todo.db, one of its -wal, -shm
+    or -journal companions (through any symlink or hard link), or another output, is refused."""
+    bases = {source, source.resolve()}  # SQLite names the companions after the file a symlink points at
+    protected = [Path(f"{base}{suffix}") for base in bases for suffix in ("", "-wal", "-shm", "-journal")]
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        for other in protected:
+            if _same_file(path, other):
+                raise UsageError(
+                    f"{flag} {str(path)!r} is the source database {other.name!r}: writing it would destroy todo.db",
+                    f"pass another path, e.g. {flag} {source.with_name(source.name + '.rejects.jsonl' if flag == '--rejects' else 'migration-report.json')}",
+                )
+        resolved = path.resolve()
+        if resolved in seen:
+            raise UsageError(
+                f"{flag} and {seen[resolved]} name the same file {str(path)!r}", "pass two paths"
+            )
+        seen[resolved] = flag
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -264,6 +307,7 @@ class Run:
     logs: dict[str, ChunkLog] = field(default_factory=dict)
     checks: list[TableCheck] = field(default_factory=list)
     existing: dict[str, int] = field(default_factory=dict)
+    high_water: dict[str, int] = field(default_factory=dict)  # todo.db's highest id per table
     confirmed: bool = False  # the user already said yes to replacing the tables
 
     def phase(self, name: str):
@@ -274,7 +318,7 @@ def inspect_source(run: Run) -> None:
     o, c = run.options, run.console
     c.step("🔍", f"Analyzing SQLite database {o.sqlite_path} ...")
     with run.phase("inspect"):
-        run.source = open_source(o.sqlite_path, strip_nul=o.strip_nul)
+        run.source = open_source(o.sqlite_path)
     tables = run.source.tables
     c.detail(
         f"Found {plural(len(tables), 'table')}: "
@@ -287,11 +331,14 @@ def plan_from_models(run: Run) -> None:
     from models import Base  # the app's models: the one source of truth for the target schema
 
     assert run.source is not None
+    o = run.options
     with run.phase("plan"):
-        run.plan = build_plan(
-            run.source, Base.metadata, schema=run.options.schema, strip_nul=run.options.strip_nul
-        )
+        conversions = Conversions(strip_nul=o.strip_nul, epoch_unit=o.epoch_unit)
+        run.plan = build_plan(run.source, Base.metadata, schema=o.schema, conversions=conversions)
+        known = {ix.name for t in Base.metadata.sorted_tables for ix in t.indexes}
+        run.source.objects = schema_objects(run.source, known)
     plan = run.plan
+    report_not_migrated(run)
     if not any(t.in_source for t in plan.tables):
         expected = ", ".join(t.name for t in plan.tables)
         raise UsageError(
@@ -319,6 +366,34 @@ def plan_from_models(run: Run) -> None:
             "migrating would leave data out or fill in defaults",
             "re-run with --allow-drift to proceed as listed, or align the models; nothing was written",
         )
+
+
+def report_not_migrated(run: Run) -> None:
+    """Views, triggers and indexes of todo.db that the models do not have: said, not silently lost."""
+    assert run.source is not None
+    objects = run.source.objects
+    run.report.not_migrated = [vars(o) for o in objects]
+    if not objects:
+        return
+    run.console.step(
+        "ℹ️", f"Not migrated (not in models.py): {plural(len(objects), 'schema object')} of todo.db:"
+    )
+    for obj in objects:
+        run.console.detail(f"{obj.kind:<8} {obj.name} (on {obj.table}): not migrated")
+
+
+def warn_about_sequences(run: Run) -> dict[str, int]:
+    """Each table's next id must continue after todo.db's highest (AUTOINCREMENT's mark included);
+    where that is past what the models' integer id can hold, say so before anything is written."""
+    assert run.source is not None and run.plan is not None
+    marks = {tp.name: high_water_id(run.source, tp) for tp in run.plan.tables}
+    for table, mark in marks.items():
+        if mark >= INT32_MAX:
+            line = (f"{table}: ids reach {INT32_MAX:,}, the most the models' integer id holds; the sequence "
+                    f"will be exhausted and the app's next insert into {table} will fail (widen the id column)")  # fmt: skip
+            run.console.step("⚠️", line)
+            run.report.warnings.append(line)
+    return marks
 
 
 def validate_source(run: Run) -> None:
@@ -363,11 +438,19 @@ def connect_target(run: Run):
     with run.phase("connect"):
         conn = pg.connect(run.target)
         with conn.cursor() as cur:
-            cur.execute("SELECT current_setting('server_version'), current_user")
-            version, user = cur.fetchone()
+            cur.execute(
+                "SELECT current_setting('server_version'), current_user, current_setting('server_encoding')"
+            )
+            version, user, encoding = cur.fetchone()
         conn.commit()  # nothing held between transactions (PgBouncer may hand us another server)
-    c.detail(f"✅ connected as {user}, PostgreSQL {version}")
+    c.detail(
+        f"✅ connected as {user}, PostgreSQL {version}"
+        + ("" if encoding == "UTF8" else f", encoding {encoding}")
+    )
     run.report.target_version = version
+    assert run.plan is not None
+    # Text must fit the target's encoding: the pre-flight checks what the load will meet.
+    run.plan = for_target(run.plan, replace(run.plan.conversions, target_encoding=encoding))
     return conn
 
 
@@ -481,6 +564,10 @@ def copy_rows(run: Run, cur, check: ValuesCheck | None) -> None:
     with run.phase("copy"):
         for tp in run.plan.tables:
             expected = tp.source_rows - run.validation.rejected[tp.name]
+            if tp.source is None:
+                c.step("📦", f"{tp.name}: not in todo.db, created empty")
+                run.logs[tp.name] = ChunkLog()
+                continue
             c.step("📦", f"Migrating {tp.name} ({expected:,} rows) ...")
             with c.progress(tp.name, expected) as bar:
                 run.logs[tp.name] = copy_table(
@@ -504,7 +591,7 @@ def build_keys_and_indexes(run: Run, cur) -> None:
                     cur.execute(statement)
         with run.phase("sequences"):
             for tp in run.plan.tables:
-                reset_sequence(cur, tp)
+                reset_sequence(cur, tp, run.high_water.get(tp.name, 0))
         with run.phase("analyze"):
             for tp in run.plan.tables:
                 cur.execute(f"ANALYZE {qualified(tp)}")
@@ -539,20 +626,20 @@ def verify_target(run: Run, cur, *, diff: bool = True) -> None:
             f"the read-back of {', '.join(ch.table for ch in bad)} differs from what was sent"
         )
     for check in run.checks:
-        mark = "✅" if check.ok else "❌"
+        mark = "❌" if not check.ok else "⚠️" if check.sequence_exhausted else "✅"
         orphans = sum(check.orphans.values())
         values = f", values {'match' if check.checksum_ok else 'DIFFER'}" if o.verify else ""
+        rejected = f" (+ {check.rejected_rows:,} rejected)" if check.rejected_rows else ""
         c.detail(
-            f"{mark} {check.table}: {check.target_rows:,} / {check.source_rows:,} rows{values}, "
-            f"{orphans} orphans, sequence {check.sequence_detail}"
+            f"{mark} {check.table}: {check.target_rows:,} / {check.source_rows - check.rejected_rows:,} rows"
+            f"{rejected}{values}, {orphans} orphans, sequence {check.sequence_detail}"
         )
+        if not check.rows_add_up:
+            c.detail(f"   ❌ {check.problem()}")
         for m in check.mismatches:
             c.detail(f"   ❌ {m.describe()}")
     if bad:
-        first = next((m.describe() for ch in bad for m in ch.mismatches), None)
-        detail = first or "; ".join(
-            f"{ch.table}: {ch.target_rows:,} rows vs {ch.source_rows:,}" for ch in bad
-        )
+        detail = bad[0].problem()
         if o.verify_only:
             raise VerificationFailed(f"PostgreSQL differs from todo.db in {', '.join(ch.table for ch in bad)}: {detail}",
                                  "re-run the migration with --force-recreate to replace the target")  # fmt: skip
@@ -644,12 +731,22 @@ def prepare_rejects(run: Run) -> Path | None:
     path = run.options.rejects_path
     assert path is not None
     try:
-        return write_rejects(run.source, run.plan, run.validation, path)
+        tmp, written = write_rejects(run.source, run.plan, run.validation, path)
     except OSError as exc:
         raise MigrationError(
             f"cannot write the rejects file next to {path} ({exc.strerror})",
             "pass --rejects PATH in a writable directory; nothing was written",
         ) from None
+    short = {t: n for t, n in run.validation.rejected.items() if written[t] != n}
+    if short:
+        _discard(tmp)
+        raise MigrationError(
+            "the rejects file would not hold every rejected row ("
+            + ", ".join(f"{t}: {written[t]:,} of {n:,}" for t, n in short.items())
+            + ")",
+            "this should not happen: please report it with the --report output; nothing was written",
+        )
+    return tmp
 
 
 def migrate(run: Run, conn, check: ValuesCheck | None = None) -> None:
@@ -682,6 +779,8 @@ def migrate(run: Run, conn, check: ValuesCheck | None = None) -> None:
     except BaseException as exc:
         _discard(tmp_rejects)
         _rollback_quietly(conn)
+        if isinstance(exc, sqlite3.Error):  # e.g. a corrupt page met mid-copy
+            raise explain_sqlite_error(exc, o.sqlite_path) from None
         if isinstance(exc, psycopg2.Error):
             error = explain_failure(run, exc, doing)
             if check is not None and (exc.pgcode or "")[:2] in REFUSED_VALUE_CLASSES:
@@ -840,6 +939,7 @@ def execute(options: Options, console: Console, report: RunReport) -> None:
         inspect_source(run)
         plan_from_models(run)
         conn = connect_target(run)
+        run.high_water = warn_about_sequences(run)
         try:
             if options.verify_only:
                 validate_source(run)

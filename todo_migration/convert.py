@@ -22,9 +22,13 @@ whether text is UTF-8.
 
 from __future__ import annotations
 
+import codecs
+import math
 import re
 import sqlite3
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Boolean, Column, DateTime, Integer, String, Text
 
@@ -37,7 +41,55 @@ _TS19 = _TS26[: _TS26.index(".")]
 _TS_SHAPE = "????-??-?? ??:??:??.[0-9][0-9][0-9][0-9][0-9][0-9]"
 # The same, narrowed to values that are surely real (day <= 28 needs no calendar): the common case.
 _TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-_FRACTION = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2})?[.,](\d+)")
+# The ISO-8601 spellings converted without loss: extended format only. Basic format
+# ('20240301T1230') is refused, not guessed: digits alone are as likely an epoch number.
+_ISO_EXTENDED = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
+)
+_UNIX_EPOCH = datetime(1970, 1, 1)
+EPOCH_UNITS = {"seconds": 1_000_000, "milliseconds": 1_000}  # microseconds per unit
+# PostgreSQL server encodings and the Python codecs that map Unicode the same way.
+PG_ENCODINGS = {
+    "LATIN1": "latin-1", "LATIN2": "iso8859-2", "LATIN3": "iso8859-3", "LATIN4": "iso8859-4",
+    "LATIN5": "iso8859-9", "LATIN6": "iso8859-10", "LATIN7": "iso8859-13", "LATIN8": "iso8859-14",
+    "LATIN9": "iso8859-15", "LATIN10": "iso8859-16", "WIN1250": "cp1250", "WIN1251": "cp1251",
+    "WIN1252": "cp1252", "WIN1253": "cp1253", "WIN1254": "cp1254", "WIN1255": "cp1255",
+    "WIN1256": "cp1256", "WIN1257": "cp1257", "WIN1258": "cp1258", "WIN866": "cp866", "WIN874": "cp874",
+    "KOI8R": "koi8-r", "KOI8U": "koi8-u", "ISO_8859_5": "iso8859-5", "ISO_8859_6": "iso8859-6",
+    "ISO_8859_7": "iso8859-7", "ISO_8859_8": "iso8859-8", "EUC_JP": "euc_jp", "EUC_KR": "euc_kr",
+    "EUC_CN": "gb2312", "EUC_TW": "euc_tw", "MULE_INTERNAL": None, "EUC_JIS_2004": "euc_jis_2004",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Conversions:
+    """How values are converted this run: the user's choices and what the target can hold.
+
+    strip_nul: remove NUL bytes from text (--strip-nul) instead of refusing such values.
+    epoch_unit: read numbers in DateTime columns as seconds or milliseconds since 1970 UTC
+        (--epoch-unit); without it they are refused, never guessed.
+    target_encoding: the PostgreSQL database's encoding (server_encoding); text must fit it.
+    """
+
+    strip_nul: bool = False
+    epoch_unit: str | None = None
+    target_encoding: str = "UTF8"
+
+    @property
+    def python_encoding(self) -> str | None:
+        """The Python codec that tells whether text fits a single-byte or legacy target."""
+        if self.target_encoding in ("UTF8", "SQL_ASCII"):
+            return None
+        name = PG_ENCODINGS.get(self.target_encoding)
+        if name is None:
+            return None
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            return None
+        return name
+
+
 BOOLEAN_WORDS = {
     "1": "t", "true": "t", "t": "t", "yes": "t", "on": "t",
     "0": "f", "false": "f", "f": "f", "no": "f", "off": "f",
@@ -47,18 +99,16 @@ BOOLEAN_WORDS = {
 def canonical_timestamp(value: object) -> str | None:
     """An ISO-8601 text as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC, or None if it is not exact.
 
-    Offsets are converted to UTC ('Z' is UTC), date-only values mean midnight. More than six
-    fractional digits would be rounded by PostgreSQL, so such values are refused, not changed.
+    Offsets are converted to UTC ('Z' is UTC), date-only values mean midnight. Only ISO-8601's
+    extended format is read: more than six fractional digits would be rounded by PostgreSQL, and
+    digits without separators could as well be an epoch number, so such values are refused.
     """
     if isinstance(value, bytes):
         try:
             value = value.decode()
         except UnicodeDecodeError:
             return None
-    if not isinstance(value, str) or value != value.strip() or not value:
-        return None
-    m = _FRACTION.search(value)
-    if m and len(m.group(1)) > 6:
+    if not isinstance(value, str) or not _ISO_EXTENDED.fullmatch(value):
         return None
     try:
         dt = datetime.fromisoformat(value)
@@ -70,6 +120,53 @@ def canonical_timestamp(value: object) -> str | None:
         f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} "
         f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond:06d}"
     )
+
+
+def epoch_timestamp(value: object, unit: str | None) -> str | None:
+    """A number of seconds or milliseconds since 1970 UTC as 'YYYY-MM-DD HH:MM:SS.ffffff', or
+    None unless that is exact: converting the result back must give the very same number."""
+    per_unit = EPOCH_UNITS.get(unit or "")
+    if per_unit is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return None
+    micros = number * per_unit
+    if micros != micros.to_integral_value():
+        return None  # finer than a microsecond: PostgreSQL would round it
+    try:
+        dt = _UNIX_EPOCH + timedelta(microseconds=int(micros))
+    except OverflowError:
+        return None
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} "
+        f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond:06d}"
+    )
+
+
+def real_text(value: object) -> str | None:
+    """A REAL stored in a text column as the shortest text that reads back as the same number
+    (Python's repr): SQLite's own CAST keeps 15 digits (0.30000000000000004 -> '0.3'). None for
+    infinities, which have no numeric text."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return None
+    return repr(value)
+
+
+def in_encoding(value: object, encoding: str) -> bool:
+    """Whether text (as UTF-8 bytes) has an equivalent for every character in `encoding`."""
+    if not isinstance(value, bytes) or value.isascii():
+        return True
+    try:
+        value.decode("utf-8").encode(encoding)
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return False
+    return True
 
 
 def _strip_nul(value: object) -> object:
@@ -91,12 +188,16 @@ def utf8_valid(value: object) -> bool:
     return True
 
 
-def register_sqlite_functions(conn: sqlite3.Connection, *, strip_nul: bool) -> None:
+def register_sqlite_functions(conn: sqlite3.Connection) -> None:
     """Python helpers for the rare values SQL cannot judge. Text reaches them as BLOB: Python's
-    sqlite3 cannot hand a function text that is not UTF-8."""
+    sqlite3 cannot hand a function text that is not UTF-8. Whether a codec calls them is the
+    codec's choice (Conversions), so every connection registers the same set."""
     conn.create_function("utf8_valid", 1, utf8_valid, deterministic=True)
+    conn.create_function("in_encoding", 2, in_encoding, deterministic=True)
     conn.create_function("canonical_ts", 1, canonical_timestamp, deterministic=True)
-    conn.create_function("strip_nul", 1, _strip_nul if strip_nul else (lambda v: v), deterministic=True)
+    conn.create_function("epoch_ts", 2, epoch_timestamp, deterministic=True)
+    conn.create_function("real_text", 1, real_text, deterministic=True)
+    conn.create_function("strip_nul", 1, _strip_nul, deterministic=True)
 
 
 def _python_arg(c: str) -> str:
@@ -104,12 +205,18 @@ def _python_arg(c: str) -> str:
     return f"iif(typeof({c}) = 'text', CAST({c} AS BLOB), {c})"
 
 
-def utf8_row_test(text_columns: list[str]) -> str:
-    """SQLite: true when every text value of the row is UTF-8, at one Python call per row (not per
-    value). A newline between the values keeps one value's broken tail from pairing with the next
-    value's head."""
+def text_row_test(text_columns: list[str], conversions: Conversions) -> str:
+    """SQLite: true when every text value of the row is UTF-8 (and fits the target's encoding),
+    at one Python call per row, not per value. A newline between the values keeps one value's
+    broken tail from pairing with the next value's head."""
+    if not text_columns:
+        return "1"
     joined = " || char(10) || ".join(f"coalesce({c}, '')" for c in text_columns)
-    return f"utf8_valid(CAST({joined} AS BLOB))" if text_columns else "1"
+    joined = f"CAST({joined} AS BLOB)"
+    test = f"utf8_valid({joined})"
+    if conversions.python_encoding:
+        test += f" AND in_encoding({joined}, {sql_text(conversions.python_encoding)})"
+    return test
 
 
 def sql_text(value: str) -> str:
@@ -194,9 +301,12 @@ class IntegerCodec(Codec):
 class TextCodec(Codec):
     kind = "text"
 
-    def __init__(self, length: int | None, strip_nul: bool) -> None:
+    def __init__(self, length: int | None, conversions: Conversions) -> None:
         self.length = length
-        self.strip_nul = strip_nul
+        self.strip_nul = conversions.strip_nul
+        # In SQL_ASCII every byte is a character: varchar(n) then counts bytes.
+        self.count_bytes = conversions.target_encoding == "SQL_ASCII"
+        self.python_encoding = conversions.python_encoding
 
     def _value(self, c: str) -> str:
         if self.strip_nul:
@@ -204,30 +314,40 @@ class TextCodec(Codec):
         return c
 
     def copy(self, c: str) -> str:
-        return f"CAST({self._value(c)} AS TEXT)"
+        return f"CASE WHEN typeof({c}) = 'real' THEN real_text({c}) ELSE CAST({self._value(c)} AS TEXT) END"
 
     def copy_canonical(self, c: str) -> str:
         return c
 
+    def _fits(self, c: str, value: str) -> str:
+        """SQL: the value is at most `length` long, as the target counts (bytes are free to count
+        and never fewer than characters, so characters are counted only when bytes exceed)."""
+        if self.count_bytes:
+            return f"length(CAST({c} AS BLOB)) <= {self.length}"
+        return f"(length(CAST({c} AS BLOB)) <= {self.length} OR length({value}) <= {self.length})"
+
     def canonical(self, c: str) -> str:
-        # Whether the bytes are UTF-8 is checked once per row, by utf8_row_test.
+        # Whether the bytes are UTF-8 (and fit the target's encoding) is checked once per row,
+        # by text_row_test.
         test = f"typeof({c}) = 'text' AND NOT instr(CAST({c} AS BLOB), x'00')"
-        if self.length is not None:  # bytes are free to count and never fewer than characters
-            test += f" AND (length(CAST({c} AS BLOB)) <= {self.length} OR length({c}) <= {self.length})"
+        if self.length is not None:
+            test += f" AND {self._fits(c, c)}"
         return test
 
     def problem(self, c: str) -> str:
-        checks = [f"WHEN {c} IS NULL THEN NULL", f"WHEN typeof({c}) = 'blob' THEN 'binary_in_text_column'"]
+        checks = [f"WHEN {c} IS NULL THEN NULL", f"WHEN typeof({c}) = 'blob' THEN 'binary_in_text_column'",
+                  f"WHEN typeof({c}) = 'real' AND real_text({c}) IS NULL THEN 'inexact_real'"]  # fmt: skip
         if not self.strip_nul:
             checks.append(f"WHEN instr(CAST({c} AS BLOB), x'00') THEN 'nul_byte'")
         checks.append(f"WHEN typeof({c}) = 'text' AND NOT utf8_valid(CAST({c} AS BLOB)) THEN 'not_utf8'")
-        if self.length is not None:
-            # Bytes are never fewer than characters, and their count is free: count characters
-            # only for values that could be too long.
+        if self.python_encoding:
             checks.append(
-                f"WHEN length(CAST({c} AS BLOB)) > {self.length} AND length({self._value(c)}) > {self.length} "
-                "THEN 'too_long'"
+                f"WHEN typeof({c}) = 'text' AND NOT in_encoding(CAST({c} AS BLOB), {sql_text(self.python_encoding)}) "
+                "THEN 'not_in_target_encoding'"
             )
+        if self.length is not None:
+            value = f"({self.copy(c)})"
+            checks.append(f"WHEN NOT {self._fits(value, value)} THEN 'too_long'")
         return f"CASE {' '.join(checks)} END"
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
@@ -271,10 +391,27 @@ class TimestampCodec(Codec):
 
     kind = "timestamp"
 
+    def __init__(self, epoch_unit: str | None = None) -> None:
+        self.epoch_unit = epoch_unit
+
+    @staticmethod
+    def _is_number(c: str) -> str:
+        """SQL: an epoch number, not a date (an INTEGER or REAL, or text of digits alone)."""
+        return (
+            f"(typeof({c}) IN ('integer', 'real') OR (typeof({c}) = 'text' AND {c} GLOB '[0-9]*' "
+            f"AND NOT {c} GLOB '*[^0-9.]*'))"
+        )
+
+    def _from_number(self, c: str) -> str:
+        if self.epoch_unit is None:  # refused by pre-flight; PostgreSQL would refuse it too
+            return f"CAST({c} AS TEXT)"
+        return f"rtrim(rtrim(epoch_ts({_python_arg(c)}, {sql_text(self.epoch_unit)}), '0'), '.')"
+
     def copy(self, c: str) -> str:
         return (
             f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} GLOB '{_TS26}' THEN rtrim(rtrim({c}, '0'), '.') "
-            f"WHEN {c} GLOB '{_TS19}' THEN {c} ELSE rtrim(rtrim(canonical_ts({_python_arg(c)}), '0'), '.') END"
+            f"WHEN {c} GLOB '{_TS19}' THEN {c} WHEN {self._is_number(c)} THEN {self._from_number(c)} "
+            f"ELSE rtrim(rtrim(canonical_ts({_python_arg(c)}), '0'), '.') END"
         )
 
     def copy_canonical(self, c: str) -> str:
@@ -309,34 +446,43 @@ class TimestampCodec(Codec):
             f"typeof({c}) = 'text' AND ({c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}') AND substr({c}, 1, 4) <> '0000' "
             f"AND strftime('%Y-%m-%d %H:%M:%S', julianday({head})) = {head}"
         )
+        if self.epoch_unit is None:
+            number = "'epoch_number'"
+        else:
+            number = f"CASE WHEN epoch_ts({_python_arg(c)}, {sql_text(self.epoch_unit)}) IS NULL THEN 'bad_datetime' END"
         return (
             f"CASE WHEN {c} IS NULL THEN NULL WHEN {fast} THEN NULL WHEN {exact} THEN NULL "
+            f"WHEN {self._is_number(c)} THEN {number} "
             f"WHEN canonical_ts({_python_arg(c)}) IS NULL THEN 'bad_datetime' END"
         )
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
-        return [
+        result = [
             ("datetime without fractional seconds", f"{c} GLOB '{_TS19}'"),
             ("ISO datetime normalized (T, Z, offset to UTC, date only)",
-             f"CASE WHEN {c} IS NULL OR {c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}' THEN 0 "
+             f"CASE WHEN {c} IS NULL OR {c} GLOB '{_TS26}' OR {c} GLOB '{_TS19}' OR {self._is_number(c)} THEN 0 "
              f"ELSE canonical_ts({_python_arg(c)}) IS NOT NULL END"),
         ]  # fmt: skip
+        if self.epoch_unit is not None:
+            result.append((f"epoch {self.epoch_unit} converted (--epoch-unit)", self._is_number(c)))
+        return result
 
     def render(self, c: str) -> str:
         return f"{c}::text"
 
 
-def codec_for(column: Column, *, strip_nul: bool = False) -> Codec:
+def codec_for(column: Column, conversions: Conversions | None = None) -> Codec:
     """The codec for a model column, from its SQLAlchemy type (never from SQLite's type names)."""
+    conversions = conversions or Conversions()
     t = column.type
     if isinstance(t, Boolean):
         return BooleanCodec()
     if isinstance(t, DateTime):
         if t.timezone:
             raise NotImplementedError(f"{column} is timezone-aware; the models use naive UTC")
-        return TimestampCodec()
+        return TimestampCodec(conversions.epoch_unit)
     if isinstance(t, Integer):
         return IntegerCodec()
     if isinstance(t, (String, Text)):
-        return TextCodec(getattr(t, "length", None), strip_nul)
+        return TextCodec(getattr(t, "length", None), conversions)
     raise NotImplementedError(f"no conversion for column {column} of type {t!r}")

@@ -24,47 +24,40 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 
-from .convert import csv_line
+from .convert import INT32_MAX, csv_line
 from .plan import TablePlan
-from .source import Source, quote_ident
+from .source import Source
 from .validate import Validation
 
 DIALECT = postgresql.dialect()
 # CSV quoted the SQL way, as SQLite's quote() writes it: 'text' with '' inside, NULL bare.
 CSV_OPTIONS = sql.SQL("FORMAT csv, QUOTE '''', NULL 'NULL'")
 CHUNK_BYTES = 2 * 1024 * 1024
-FIRST_CHUNK_ROWS = 2000
+FIRST_CHUNK_ROWS = 256  # grows from here: 256 rows of 50 KB descriptions are 13 MB already
 MAX_CHUNK_ROWS = 100_000
+MAX_GROWTH = 4
 QUEUE_DEPTH = 4
 
 
 @dataclass
 class Chunk:
     rows: int
-    first_id: int
     data: bytes
 
 
 @dataclass
 class ChunkLog:
-    """What was sent, without the data: the SHA-256 of the whole stream, and where each chunk began
-    (so that a mismatch can be narrowed down to rows)."""
+    """What was sent, without the data: the rows and the SHA-256 of the whole stream."""
 
-    first_ids: list[int] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
+    total_rows: int = 0
     digest: Any = field(default_factory=hashlib.sha256, repr=False)  # updated by the reader thread
-
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows)
 
     @property
     def checksum(self) -> str:
         return self.digest.hexdigest()
 
     def add(self, chunk: Chunk) -> None:
-        self.first_ids.append(chunk.first_id)
-        self.rows.append(chunk.rows)
+        self.total_rows += chunk.rows
 
 
 # --- SQL generation ------------------------------------------------------------------------
@@ -126,41 +119,71 @@ def sqlite_line(tp: TablePlan, *, canonical: bool = False) -> str:
     )
 
 
-def chunk_query(tp: TablePlan, validation: Validation) -> str:
-    pk = quote_ident(tp.pk)
-    where = f"{pk} > ?"
+def chunk_query(tp: TablePlan, validation: Validation, *, first: bool) -> str:
+    """The next rows after a row key, as one CSV string. Rows are read in row-key order (rowid, or
+    a WITHOUT ROWID table's key), so every source row is read once whatever its id holds."""
+    key = tp.row_key
+    where = []
+    if not first:
+        # The last key comes back as bytes when it is text: bound as a blob it would sort after
+        # every text key, so it is cast back to the type it had.
+        where.append(f"{key} > iif(:after_type = 'text', CAST(:after AS TEXT), :after)")
     rejected = validation.rejected_table(tp.name)
     if rejected:
-        where += f" AND {pk} NOT IN (SELECT id FROM {rejected})"
+        where.append(f"{key} NOT IN (SELECT rk FROM {rejected})")
+    line = sqlite_line(tp, canonical=tp.name in validation.canonical)
     return (
-        f"SELECT count(*), min(id), max(id), group_concat(line, '') FROM ("
-        f"SELECT {pk} AS id, {sqlite_line(tp, canonical=tp.name in validation.canonical)} AS line FROM main.{quote_ident(tp.name)} "
-        f"WHERE {where} ORDER BY {pk} LIMIT ?)"
+        f"SELECT count(*), max(k), typeof(max(k)), group_concat(line, '') FROM ("
+        f"SELECT {key} AS k, {line} AS line FROM {tp.sqlite} "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {key} LIMIT :limit)"
     )
+
+
+def next_chunk_rows(rows: int, size: int) -> int:
+    """Rows for about CHUNK_BYTES next time, growing at most MAX_GROWTH times a chunk, so that
+    memory stays flat whatever the width of the rows."""
+    fitting = int(rows * CHUNK_BYTES / max(size, 1))
+    return max(1, min(MAX_CHUNK_ROWS, rows * MAX_GROWTH, fitting))
 
 
 # --- reading the source ----------------------------------------------------------------------
 
 
 def iter_chunks(source: Source, tp: TablePlan, validation: Validation, digest: Any) -> Iterator[Chunk]:
-    """Rows in id order as CSV, about CHUNK_BYTES at a time however wide the rows are; each chunk
-    is added to `digest` here, on the reader thread, while PostgreSQL ingests the last one.
+    """Every row not rejected, in row-key order, as CSV about CHUNK_BYTES at a time; each chunk is
+    added to `digest` here, on the reader thread, while PostgreSQL ingests the last one.
 
     One connection builds every chunk: two building at once were slower, not faster (SQLite's
     allocator serializes the string building that dominates here)."""
-    if not tp.in_source or not tp.columns:
+    if tp.source is None or not tp.columns:
         return
-    query = chunk_query(tp, validation)
-    after = -(2**63)
-    limit = FIRST_CHUNK_ROWS
+    query = chunk_query(tp, validation, first=True)
+    params: dict[str, Any] = {"limit": FIRST_CHUNK_ROWS}
     while True:
-        rows, first_id, last_id, data = source.conn.execute(query, (after, limit)).fetchone()
+        rows, last, last_type, data = source.conn.execute(query, params).fetchone()
         if not rows:
             return
         digest.update(data)
-        yield Chunk(rows, first_id, data)
-        after = last_id
-        limit = max(16, min(MAX_CHUNK_ROWS, int(rows * CHUNK_BYTES / max(len(data), 1))))
+        yield Chunk(rows, data)
+        query = chunk_query(tp, validation, first=False)
+        params = {"after": last, "after_type": last_type, "limit": next_chunk_rows(rows, len(data))}
+
+
+def iter_chunks_by_id(source: Source, tp: TablePlan, validation: Validation, digest: Any) -> Iterator[Chunk]:
+    """The same rows in the order of their (converted) ids, as PostgreSQL reads an existing table
+    back: for --verify-only of a table whose ids are not SQLite's rowids (one sorted scan)."""
+    if tp.source is None or not tp.columns:
+        return
+    rejected = validation.rejected_table(tp.name)
+    where = f" WHERE {tp.row_key} NOT IN (SELECT rk FROM {rejected})" if rejected else ""
+    cur = source.conn.execute(
+        f"SELECT {sqlite_line(tp, canonical=tp.name in validation.canonical)} FROM {tp.sqlite}{where} "
+        f"ORDER BY CAST({tp.pk_column.sqlite} AS INTEGER)"
+    )
+    while batch := cur.fetchmany(FIRST_CHUNK_ROWS):
+        data = b"".join(line for (line,) in batch)
+        digest.update(data)
+        yield Chunk(len(batch), data)
 
 
 class ChunkReader:
@@ -226,6 +249,8 @@ class ChunkReader:
 def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validation,
                on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
     log = ChunkLog()
+    if tp.source is None:  # not in todo.db (an older app version): created empty
+        return log
 
     def record(chunk: Chunk) -> None:
         log.add(chunk)
@@ -247,9 +272,11 @@ def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validat
 
 def hash_source(source: Source, tp: TablePlan, validation: Validation,
                 on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
-    """The same chunks as a copy would send, hashed only (for --verify-only)."""
+    """The chunks a copy would send, in the order PostgreSQL reads the table back by id, hashed
+    only (for --verify-only)."""
     log = ChunkLog()
-    for chunk in iter_chunks(source, tp, validation, log.digest):
+    chunks = iter_chunks if tp.id_is_row_key else iter_chunks_by_id
+    for chunk in chunks(source, tp, validation, log.digest):
         log.add(chunk)
         on_chunk(chunk)
     return log
@@ -258,13 +285,32 @@ def hash_source(source: Source, tp: TablePlan, validation: Validation,
 # --- after the data --------------------------------------------------------------------------
 
 
-def reset_sequence(cur: PgCursor, tp: TablePlan) -> int | None:
-    """Set the id sequence past max(id) so the app's next insert gets a fresh id."""
+def high_water_id(source: Source, tp: TablePlan) -> int:
+    """The highest id the app has handed out in todo.db: the largest id, or AUTOINCREMENT's
+    sqlite_sequence where rows were deleted after it (PostgreSQL must not hand those out again).
+    Capped at what the models' integer id can hold."""
+    if tp.source is None or tp.pk not in {c.name for c in tp.columns}:
+        return 0
+    pk = tp.pk_column.sqlite
+    if tp.id_is_row_key:
+        top = source.conn.execute(f"SELECT max({pk}) FROM {tp.sqlite}").fetchone()[0]
+    else:
+        top = source.conn.execute(
+            f"SELECT max(CAST({pk} AS INTEGER)) FROM {tp.sqlite} WHERE typeof({pk}) = 'integer' "
+            f"OR (typeof({pk}) = 'text' AND CAST(CAST({pk} AS INTEGER) AS TEXT) = {pk})"
+        ).fetchone()[0]
+    candidates = [v for v in (top, tp.source.sequence) if isinstance(v, int)]
+    return min(max(candidates, default=0), INT32_MAX)
+
+
+def reset_sequence(cur: PgCursor, tp: TablePlan, high_water: int) -> int | None:
+    """Set the id sequence past max(id) and todo.db's high-water mark, so the app's next insert
+    gets a fresh id; where every id is 0 or below, the sequence starts at 1."""
     cur.execute(
         sql.SQL(
-            "SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({pk}), 1), max({pk}) IS NOT NULL) "
-            "FROM {t}"
+            "SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({pk}), 0), %s, 1), "
+            "greatest(coalesce(max({pk}), 0), %s) >= 1) FROM {t}"
         ).format(pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp))),
-        (qualified(tp), tp.pk),
+        (qualified(tp), tp.pk, high_water, high_water),
     )
     return cur.fetchone()[0]

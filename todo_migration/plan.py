@@ -6,23 +6,25 @@ difference (schema drift) is named so that nothing is dropped without the user s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.sql.elements import conv
 
-from .convert import Codec, codec_for
-from .source import Source, quote_ident
+from .convert import Codec, Conversions, codec_for
+from .source import Source, SourceTable, quote_ident
 
 
 @dataclass
 class ColumnPlan:
-    name: str
+    name: str  # the models' name
     column: Column = field(repr=False)
     codec: Codec = field(repr=False)
+    source_name: str = ""  # todo.db's spelling of it (names are case-insensitive there)
 
     @property
     def sqlite(self) -> str:
-        return quote_ident(self.name)
+        return quote_ident(self.source_name or self.name)
 
 
 @dataclass
@@ -34,11 +36,41 @@ class TablePlan:
     dropped: list[str]  # source columns the models do not know
     source_rows: int
     in_source: bool
+    source: SourceTable | None = field(default=None, repr=False)
 
     @property
     def pk(self) -> str:
         (pk,) = self.table.primary_key.columns
         return pk.name
+
+    @property
+    def pk_column(self) -> ColumnPlan:
+        return self.column(self.pk)
+
+    def column(self, name: str) -> ColumnPlan:
+        """A copied column by its models' name."""
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def sqlite(self) -> str:
+        """The table in todo.db, as SQL."""
+        assert self.source is not None
+        return self.source.sqlite
+
+    @property
+    def row_key(self) -> str:
+        """SQL naming each source row once (see SourceTable.row_key)."""
+        assert self.source is not None
+        return self.source.row_key
+
+    @property
+    def id_is_row_key(self) -> bool:
+        """The id is SQLite's rowid: unique, never NULL, and rowid order is id order."""
+        return (
+            self.source is not None
+            and self.source.rowid_pk is not None
+            and (self.source.rowid_pk.lower() == self.pk.lower())
+        )
 
     def foreign_keys(self) -> list[tuple[str, str, str]]:
         """(column, parent table, parent column) for each copied foreign-key column."""
@@ -67,32 +99,40 @@ class Plan:
     tables: list[TablePlan]
     drift: list[Drift]
     ignored_tables: list[str]
+    conversions: Conversions = field(default_factory=Conversions)
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
 
 
 def target_metadata(metadata: MetaData, schema: str) -> MetaData:
-    """The models' tables placed in `schema` (public stays unqualified, as the app creates it)."""
-    if schema == "public":
-        return metadata
+    """The models' tables placed in `schema`, public included: every statement names the schema
+    the output names, whatever the role's search_path says. Index names stay the ones the app's
+    create_all gives (SQLAlchemy would otherwise put the schema into them)."""
     placed = MetaData()
     for table in metadata.sorted_tables:
-        table.to_metadata(placed, schema=schema)
+        copy = table.to_metadata(placed, schema=schema)
+        names = {tuple(c.name for c in ix.columns): ix.name for ix in table.indexes}
+        for index in copy.indexes:
+            name = names.get(tuple(c.name for c in index.columns))
+            if name:
+                index.name = conv(str(name))
     return placed
 
 
-def build_plan(source: Source, metadata: MetaData, *, schema: str, strip_nul: bool) -> Plan:
+def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: Conversions) -> Plan:
     placed = target_metadata(metadata, schema)
     drift: list[Drift] = []
     tables: list[TablePlan] = []
     for table in placed.sorted_tables:  # parents before children, from the foreign keys
-        src = source.tables.get(table.name)
-        src_cols = set(src.columns) if src else set()
+        src = source.table(table.name)
+        src_cols = {c.lower() for c in src.columns} if src else set()
         copied, defaulted = [], []
         for col in table.columns:
-            if col.name in src_cols:
-                copied.append(ColumnPlan(col.name, col, codec_for(col, strip_nul=strip_nul)))
+            if col.name.lower() in src_cols:
+                assert src is not None
+                spelled = src.column(col.name) or col.name
+                copied.append(ColumnPlan(col.name, col, codec_for(col, conversions), spelled))
                 continue
             defaulted.append(col.name)
             if src is None:
@@ -104,11 +144,11 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, strip_nul: bo
                 fill = "its default" if col.server_default is not None else "NULL"
                 drift.append(Drift(table.name, col.name, "missing_column", f"would be filled with {fill}"))
         pk_names = {c.name for c in table.primary_key.columns}
-        if src is not None and not pk_names <= src_cols:
+        if src is not None and not {n.lower() for n in pk_names} <= src_cols:
             drift.append(Drift(table.name, None, "missing_primary_key",
                                f"source table has no {'/'.join(sorted(pk_names))} column", fatal=True))  # fmt: skip
-        model_cols = {c.name for c in table.columns}
-        dropped = [c for c in (src.columns if src else []) if c not in model_cols]
+        model_cols = {c.name.lower() for c in table.columns}
+        dropped = [c for c in (src.columns if src else []) if c.lower() not in model_cols]
         for name in dropped:
             drift.append(
                 Drift(table.name, name, "unknown_column", "not in the models: its values would not be copied")
@@ -124,12 +164,23 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, strip_nul: bo
                 dropped=dropped,
                 source_rows=src.row_count if src else 0,
                 in_source=src is not None,
+                source=src,
             )
         )
-    ignored = sorted(set(source.tables) - {t.name for t in tables})
+    planned = {t.name.lower() for t in tables}
+    ignored = sorted(t.name for key, t in source.tables.items() if key not in planned)
     for name in ignored:
-        rows = source.tables[name].row_count
+        rows = source.tables[name.lower()].row_count
         drift.append(
             Drift(name, None, "unknown_table", f"not in the models: its {rows:,} rows would not be copied")
         )
-    return Plan(schema=schema, tables=tables, drift=drift, ignored_tables=ignored)
+    return Plan(schema=schema, tables=tables, drift=drift, ignored_tables=ignored, conversions=conversions)
+
+
+def for_target(plan: Plan, conversions: Conversions) -> Plan:
+    """The same plan with codecs for what the connected target holds (its encoding)."""
+    tables = [
+        replace(tp, columns=[replace(c, codec=codec_for(c.column, conversions)) for c in tp.columns])
+        for tp in plan.tables
+    ]
+    return replace(plan, tables=tables, conversions=conversions)

@@ -30,6 +30,8 @@ class RunReport:
     source_tables: dict[str, int] = field(default_factory=dict)
     tables: dict[str, dict[str, int]] = field(default_factory=dict)  # read / written / rejected / converted
     drift: list[dict[str, Any]] = field(default_factory=list)
+    not_migrated: list[dict[str, Any]] = field(default_factory=list)  # views, triggers, extra indexes
+    warnings: list[str] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -68,6 +70,8 @@ class RunReport:
                 "table": ch.table,
                 "ok": ch.ok,
                 "source_rows": ch.source_rows,
+                "sent_rows": ch.sent_rows,
+                "rejected_rows": ch.rejected_rows,
                 "target_rows": ch.target_rows,
                 "checksum_ok": ch.checksum_ok,
                 "checksum_sha256": ch.checksum,
@@ -75,6 +79,7 @@ class RunReport:
                 "orphans": ch.orphans,
                 "sequence_ok": ch.sequence_ok,
                 "sequence": ch.sequence_detail,
+                "sequence_exhausted": ch.sequence_exhausted,
             }
             for ch in checks
         ]
@@ -91,6 +96,6 @@ class RunReport:
         data = {"tool": "migrate_sqlite_to_postgres", "version": __version__, **vars(self)}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, ensure_ascii=False, default=str)
+            json.dump(data, out, indent=2, ensure_ascii=False, default=str, allow_nan=False)
             out.write("\n")
         os.replace(tmp, path)

@@ -21,20 +21,47 @@ BUSY_TIMEOUT_MS = 5000
 
 @dataclass
 class SourceTable:
-    name: str
+    """One table as SQLite holds it. `row_key` identifies each row whatever its id holds (NULL,
+    text, duplicates): the rowid where the table has one, else the WITHOUT ROWID primary key,
+    which SQLite keeps unique and NOT NULL. Every scan, chunk and rejection is keyed by it."""
+
+    name: str  # as spelled in todo.db (SQLite names are case-insensitive)
     columns: list[str]
     row_count: int
     rowid_pk: str | None  # an INTEGER PRIMARY KEY column: unique and never NULL by construction
+    row_key: str = "rowid"  # SQL: a rowid name no column shadows, or the WITHOUT ROWID key column
+    without_rowid: bool = False
+    sequence: int | None = None  # AUTOINCREMENT's high-water mark (sqlite_sequence)
+
+    @property
+    def sqlite(self) -> str:
+        return f"main.{quote_ident(self.name)}"
+
+    def column(self, name: str) -> str | None:
+        """The source's spelling of a column name, matched as SQLite matches it (ignoring case)."""
+        return next((c for c in self.columns if c.lower() == name.lower()), None)
+
+
+@dataclass
+class SchemaObject:
+    """A view, trigger or index in todo.db that the models do not create: listed, not migrated."""
+
+    kind: str
+    name: str
+    table: str
 
 
 @dataclass
 class Source:
     path: Path
     conn: sqlite3.Connection = field(repr=False)
-    tables: dict[str, SourceTable]
+    tables: dict[str, SourceTable]  # by lower-case name
     journal_mode: str
     immutable: bool = False
-    strip_nul: bool = False
+    objects: list[SchemaObject] = field(default_factory=list)
+
+    def table(self, name: str) -> SourceTable | None:
+        return self.tables.get(name.lower())
 
     def extra_readers(self, count: int) -> list[sqlite3.Connection]:
         """More connections that see exactly our snapshot, for scanning on both cores.
@@ -48,7 +75,7 @@ class Source:
             return []
         readers = [_connect_read_only(self.path, immutable=self.immutable) for _ in range(count)]
         for conn in readers:
-            _start_snapshot(conn, strip_nul=self.strip_nul)
+            _start_snapshot(conn)
         return readers
 
     def close(self) -> None:
@@ -93,8 +120,28 @@ def _connect_read_only(path: Path, *, immutable: bool = False) -> sqlite3.Connec
 
 
 def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
+    """One line for each way reading todo.db fails, saying what the user's file needs."""
     msg = str(exc)
     low = msg.lower()
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name == "SQLITE_READONLY_ROLLBACK" or (
+        "readonly" in low and _nonempty(Path(f"{path}-journal")) and not Path(f"{path}-wal").exists()
+    ):
+        return MigrationError(
+            f"{str(path)!r} has a hot rollback journal ({path.name}-journal): a write to it was interrupted "
+            "and must be rolled back before anyone reads it",
+            f"let the app (or: sqlite3 {path} 'PRAGMA integrity_check') open it once as a user who can write "
+            "the file and its directory, then re-run; keep the -journal file until then",
+            target_untouched=True,
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in low:
+        return MigrationError(
+            f"cannot read {str(path)!r} without writing beside it ({msg}): a WAL database needs its -shm "
+            "file, which SQLite must create or update in the file's directory",
+            f"copy {path.name} with its -wal and -shm files to a writable directory and pass that copy "
+            "with --sqlite-path",
+            target_untouched=True,
+        )
     if "locked" in low or "busy" in low:
         return MigrationError(
             f"{str(path)!r} is locked by another process (an app writing in rollback-journal mode?)",
@@ -110,20 +157,29 @@ def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
     if "unable to open" in low:
         return MigrationError(
             f"cannot open {str(path)!r} read-only ({msg})",
-            "check the file and its directory are readable (WAL files need the -shm file or a writable directory)",
+            f"check the file and its directory are readable; a WAL database also needs its -shm file or a "
+            f"writable directory (copy {path.name} with its -wal and -shm files somewhere writable)",
+            target_untouched=True,
         )
     return MigrationError(f"reading {str(path)!r} failed: {msg}", target_untouched=True)
 
 
-def _start_snapshot(conn: sqlite3.Connection, *, strip_nul: bool) -> None:
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _start_snapshot(conn: sqlite3.Connection) -> None:
     """Begin the read transaction every query of the run sees (the first read takes the snapshot)."""
-    register_sqlite_functions(conn, strip_nul=strip_nul)
+    register_sqlite_functions(conn)
     conn.text_factory = bytes
     conn.execute("BEGIN")
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
-def open_source(path: Path, *, strip_nul: bool = False) -> Source:
+def open_source(path: Path) -> Source:
     """Open read-only, start the snapshot, and describe what is inside."""
     path = Path(path).expanduser()
     _check_file(path)
@@ -140,7 +196,7 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
             conn = _connect_read_only(path, immutable=True)
             immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        _start_snapshot(conn, strip_nul=strip_nul)
+        _start_snapshot(conn)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
         tables = _inspect(conn)
     except sqlite3.Error as exc:
@@ -151,31 +207,100 @@ def open_source(path: Path, *, strip_nul: bool = False) -> Source:
         tables=tables,
         journal_mode=str(journal_mode),
         immutable=immutable,
-        strip_nul=strip_nul,
     )
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:
-    names = [
-        row[0].decode() if isinstance(row[0], bytes) else row[0]
-        for row in conn.execute(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-        )
+    master = [
+        tuple(_text(v) if v is not None else None for v in row)
+        for row in conn.execute("SELECT type, name, tbl_name, sql FROM main.sqlite_master")
     ]
+    names = sorted(name for kind, name, _, _ in master if kind == "table" and not name.startswith("sqlite_"))
+    sequences = {}
+    if any(name == "sqlite_sequence" for _, name, _, _ in master):
+        sequences = {
+            _text(n).lower(): s for n, s in conn.execute("SELECT name, seq FROM main.sqlite_sequence")
+        }
     tables = {}
     for name in names:
         quoted = quote_ident(name)
         info = [
-            [v.decode() if isinstance(v, bytes) else v for v in r]
+            [_text(v) if isinstance(v, bytes) else v for v in r]
             for r in conn.execute(f"PRAGMA main.table_info({quoted})")
         ]
         columns = [r[1] for r in info]
-        pks = [r for r in info if r[5]]
-        rowid_pk = pks[0][1] if len(pks) == 1 and str(pks[0][2]).upper() == "INTEGER" else None
+        pks = sorted((r for r in info if r[5]), key=lambda r: r[5])
+        without_rowid = _is_without_rowid(conn, name)
+        rowid_pk = None
+        if (
+            not without_rowid
+            and len(pks) == 1
+            and str(pks[0][2]).upper() == "INTEGER"
+            and not _has_pk_index(conn, name)
+        ):
+            rowid_pk = pks[0][1]
+        if without_rowid:
+            if len(pks) != 1:
+                raise MigrationError(
+                    f"table {name!r} in todo.db is WITHOUT ROWID with a primary key of {len(pks)} columns",
+                    "the Todo app's tables have one id column; rebuild that table with a plain id key",
+                )
+            row_key = quote_ident(pks[0][1])
+        else:
+            lowered = {c.lower() for c in columns}
+            row_key = next((k for k in ("rowid", "_rowid_", "oid") if k not in lowered), None)
+            if row_key is None:
+                raise MigrationError(
+                    f"table {name!r} in todo.db has columns named rowid, _rowid_ and oid, hiding its row ids",
+                    "rename one of those columns in a copy of todo.db",
+                )
         count = conn.execute(f"SELECT count(*) FROM main.{quoted}").fetchone()[0]
-        tables[name] = SourceTable(name, columns, count, rowid_pk)
+        tables[name.lower()] = SourceTable(
+            name, columns, count, rowid_pk, row_key, without_rowid, sequences.get(name.lower())
+        )
     return tables
+
+
+def _is_without_rowid(conn: sqlite3.Connection, name: str) -> bool:
+    try:
+        row = conn.execute(
+            "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (name,)
+        ).fetchone()
+        return bool(row and row[0])
+    except sqlite3.OperationalError:  # SQLite before 3.37: a WITHOUT ROWID table has no rowid to select
+        try:
+            conn.execute(f"SELECT _rowid_ FROM main.{quote_ident(name)} LIMIT 0")
+        except sqlite3.OperationalError:
+            return True
+        return False
+
+
+def _has_pk_index(conn: sqlite3.Connection, table: str) -> bool:
+    """An INTEGER PRIMARY KEY is the rowid itself, with no index of its own, except when declared
+    DESC: then SQLite keeps a separate key that may hold NULLs and duplicates nothing else stops."""
+    return (
+        conn.execute("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (table,)).fetchone()
+        is not None
+    )
+
+
+def schema_objects(source: Source, known_indexes: set[str]) -> list[SchemaObject]:
+    """Views, triggers and indexes in todo.db that the models do not create."""
+    rows = source.conn.execute(
+        "SELECT type, name, tbl_name FROM main.sqlite_master WHERE (type IN ('view', 'trigger') "
+        "OR (type = 'index' AND sql IS NOT NULL)) ORDER BY type, name"
+    ).fetchall()
+    found = []
+    for kind, name, table in rows:
+        kind, name, table = _text(kind), _text(name), _text(table)
+        if kind == "index" and name in known_indexes:
+            continue
+        found.append(SchemaObject(kind, name, table))
+    return found
 
 
 def quote_ident(name: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -23,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .convert import utf8_row_test
+from .convert import text_row_test
 from .errors import INTERRUPTED
 from .plan import Plan, TablePlan
 from .source import Source, quote_ident
@@ -38,7 +39,7 @@ class ProblemGroup:
     table: str
     column: str
     count: int
-    ids: list[int]
+    ids: list  # the first few rows' ids (or "rowid N" where the id itself is NULL)
     example: str
 
 
@@ -55,7 +56,16 @@ class Validation:
         return sum(g.count for g in self.groups)
 
     def rejected_table(self, table: str) -> str | None:
-        return f"scratch.{quote_ident('rejected_' + table)}" if self.rejected[table] else None
+        return rejected_table_name(table) if self.rejected[table] else None
+
+
+def rejected_table_name(table: str) -> str:
+    """The scratch table of a table's rejected rows, by row key (see SourceTable.row_key)."""
+    return f"scratch.{quote_ident('rejected_' + table)}"
+
+
+def _keys_table(table: str) -> str:
+    return f"scratch.{quote_ident('keys_' + table)}"
 
 
 def _row_check(col) -> str:
@@ -69,9 +79,10 @@ def _row_check(col) -> str:
 
 def validate(source: Source, plan: Plan, *, skip_invalid: bool) -> Validation:
     conn = source.conn
-    conn.execute("CREATE TABLE scratch.problems (tbl TEXT, id INTEGER, col TEXT, kind TEXT)")
+    conn.execute("CREATE TABLE scratch.problems (tbl TEXT, rk, id, col TEXT, kind TEXT)")
     result = Validation()
     scans = _scanned(plan)
+    _index_parent_keys(source, plan)
     summaries = summarize_tables(source, plan, scans)
     for tp in scans:
         noncanonical, *orphans = summaries[tp.name]
@@ -89,45 +100,76 @@ def validate(source: Source, plan: Plan, *, skip_invalid: bool) -> Validation:
     return result
 
 
-def _checked_columns(tp: TablePlan, source: Source) -> list:
-    return [c for c in tp.columns if c.name != tp.pk or not _is_rowid(source, tp)]
+def _checked_columns(tp: TablePlan) -> list:
+    """Every copied column, the id included: a rowid is never NULL, but may pass 2**31."""
+    return tp.columns
 
 
 def _conversions(tp: TablePlan) -> list[tuple[str, str, str]]:
     return [(c.name, label, e) for c in tp.columns for label, e in c.codec.conversions(c.sqlite)]
 
 
-def _orphan_condition(plan: Plan, fk: tuple[str, str, str]) -> str:
-    col, parent, parent_col = fk
-    c = quote_ident(col)
-    exists = "0"
-    if plan.table(parent).in_source and parent_col in {x.name for x in plan.table(parent).columns}:
-        exists = (
-            f"EXISTS (SELECT 1 FROM main.{quote_ident(parent)} p WHERE p.{quote_ident(parent_col)} = x.{c})"
+def _needs_key_index(parent: TablePlan) -> bool:
+    """A parent whose id is not the rowid has no index to look children's keys up in (a table
+    made by CREATE TABLE AS, or .import): without one, orphan checks would be quadratic."""
+    return parent.in_source and parent.pk in {c.name for c in parent.columns} and not parent.id_is_row_key
+
+
+def _index_parent_keys(source: Source, plan: Plan) -> None:
+    """For each such parent: its ids that PostgreSQL would store, by row, with an index."""
+    names = sorted({p for tp in _scanned(plan) for _, p, _ in tp.foreign_keys()})
+    for parent in (plan.table(n) for n in names):
+        if not _needs_key_index(parent):
+            continue
+        keys = _keys_table(parent.name)
+        pk = parent.pk_column.sqlite
+        source.conn.execute(
+            f"CREATE TABLE {keys} AS SELECT CAST({pk} AS INTEGER) AS k, {parent.row_key} AS rk FROM {parent.sqlite} "
+            f"WHERE typeof({pk}) = 'integer' OR (typeof({pk}) = 'text' AND CAST(CAST({pk} AS INTEGER) AS TEXT) = {pk})"
         )
-    return f"x.{c} IS NOT NULL AND NOT {exists}"
+        source.conn.execute(
+            f"CREATE INDEX scratch.{quote_ident('keys_' + parent.name + '_k')} ON {quote_ident('keys_' + parent.name)} (k)"
+        )
 
 
-def _canonical_row(source: Source, tp: TablePlan, *, shape: bool = False) -> str:
+def _parent_exists(plan: Plan, tp: TablePlan, fk: tuple[str, str, str], *, kept: bool = False) -> str:
+    """SQL over the child row `x`: a parent row holds the id its foreign key names (with `kept`,
+    one that is not rejected)."""
+    col, parent_name, parent_col = fk
+    parent = plan.table(parent_name)
+    if not parent.in_source or parent_col not in {c.name for c in parent.columns}:
+        return "0"
+    value = f"x.{tp.column(col).sqlite}"
+    rejected = f" AND {{rk}} NOT IN (SELECT rk FROM {rejected_table_name(parent.name)})" if kept else ""
+    if _needs_key_index(parent):
+        where = f"k.k = {value}" + rejected.format(rk="k.rk")
+        return f"EXISTS (SELECT 1 FROM {_keys_table(parent.name)} k WHERE {where})"
+    where = f"p.{parent.column(parent_col).sqlite} = {value}" + rejected.format(rk=f"p.{parent.row_key}")
+    return f"EXISTS (SELECT 1 FROM {parent.sqlite} p WHERE {where})"
+
+
+def _orphan_condition(plan: Plan, tp: TablePlan, fk: tuple[str, str, str]) -> str:
+    return f"x.{tp.column(fk[0]).sqlite} IS NOT NULL AND NOT {_parent_exists(plan, tp, fk)}"
+
+
+def _canonical_row(tp: TablePlan, *, shape: bool = False) -> str:
     """True when every value of the row is stored exactly as PostgreSQL will hold it (with
     `shape`, as far as SQLite needs to judge it when the read-back judges the rest). Whether text
-    is UTF-8 is a scan of its own (utf8_sql); PostgreSQL refuses what is not, in any case."""
+    is UTF-8 is a scan of its own (text_sql); PostgreSQL refuses what is not, in any case."""
     tests = []
-    for col in _checked_columns(tp, source):
+    for col in _checked_columns(tp):
         test = col.codec.canonical_shape(col.sqlite) if shape else col.codec.canonical(col.sqlite)
         canon = f"coalesce(({test}), 0)"
         tests.append(f"({col.sqlite} IS NULL OR {canon})" if col.column.nullable else canon)
     return " AND ".join(tests) or "1"
 
 
-def summary_sql(source: Source, plan: Plan, tp: TablePlan, *, ranged: bool) -> str:
-    """One aggregate pass over an id range: [rows not in canonical form, each foreign key's
+def summary_sql(plan: Plan, tp: TablePlan, *, ranged: bool) -> str:
+    """One aggregate pass over a row-key range: [rows not in canonical form, each foreign key's
     orphans]. A clean table costs this one scan and nothing more."""
-    exprs = [f"NOT ({_canonical_row(source, tp)})"] + [
-        _orphan_condition(plan, fk) for fk in tp.foreign_keys()
-    ]
-    where = f" WHERE x.{quote_ident(tp.pk)} BETWEEN ? AND ?" if ranged else ""
-    return f"SELECT {', '.join(f'coalesce(sum({e}), 0)' for e in exprs)} FROM main.{quote_ident(tp.name)} x{where}"
+    exprs = [f"NOT ({_canonical_row(tp)})"] + [_orphan_condition(plan, tp, fk) for fk in tp.foreign_keys()]
+    where = f" WHERE x.{tp.row_key} BETWEEN ? AND ?" if ranged else ""
+    return f"SELECT {', '.join(f'coalesce(sum({e}), 0)' for e in exprs)} FROM {tp.sqlite} x{where}"
 
 
 def _scanned(plan: Plan) -> list[TablePlan]:
@@ -160,8 +202,7 @@ class ValuesCheck:
         self.seconds = 0.0
         self.alongside = conn is not None
         self._queries = [
-            (tp.name, f"SELECT EXISTS (SELECT 1 FROM main.{quote_ident(tp.name)} x "
-                      f"WHERE NOT ({_canonical_row(source, tp, shape=shape)}))")
+            (tp.name, f"SELECT EXISTS (SELECT 1 FROM {tp.sqlite} x WHERE NOT ({_canonical_row(tp, shape=shape)}))")
             for tp in _scanned(plan)
         ]  # fmt: skip
         self._stop = threading.Event()
@@ -224,11 +265,11 @@ def _lower_thread_priority() -> None:
 
 def _classify_values(source: Source, tp: TablePlan, result: Validation) -> None:
     """Count each lossless conversion, and record each problem, in a table with non-canonical values."""
-    checks = [_row_check(c) for c in _checked_columns(tp, source)]
+    checks = [_row_check(c) for c in _checked_columns(tp)]
     convs = _conversions(tp)
     any_bad = " OR ".join(f"({e}) IS NOT NULL" for e in checks) or "0"
-    aggregates = [f"coalesce(sum({any_bad}), 0)"] + [f"coalesce(sum({e}), 0)" for _, _, e in convs]
-    row = source.conn.execute(f"SELECT {', '.join(aggregates)} FROM main.{quote_ident(tp.name)}").fetchone()
+    aggregates = [f"coalesce(sum({e}), 0)" for e in [any_bad] + [e for _, _, e in convs]]
+    row = source.conn.execute(f"SELECT {', '.join(aggregates)} FROM {tp.sqlite}").fetchone()
     for (column, label, _), n in zip(convs, row[1:], strict=True):
         if n:
             result.conversions[(tp.name, column, label)] += n
@@ -236,40 +277,41 @@ def _classify_values(source: Source, tp: TablePlan, result: Validation) -> None:
         _record_value_problems(source, tp)
 
 
-def utf8_sql(source: Source, tp: TablePlan) -> str | None:
-    """Rows with text that is not UTF-8, as a summary row (counted as not canonical, no orphans).
-    Python judges the bytes, so this scan runs on one thread only: two threads calling Python for
-    every row would spend their time handing the GIL back and forth."""
-    text = [c.sqlite for c in _checked_columns(tp, source) if c.codec.kind == "text"]
+def text_sql(plan: Plan, tp: TablePlan) -> str | None:
+    """Rows with text that is not UTF-8 or has no equivalent in the target's encoding, as a
+    summary row (counted as not canonical, no orphans). Python judges the bytes, so this scan
+    runs on one thread only: two threads calling Python for every row would spend their time
+    handing the GIL back and forth."""
+    text = [c.sqlite for c in _checked_columns(tp) if c.codec.kind == "text"]
     if not text:
         return None
     zeros = ", 0" * len(tp.foreign_keys())
-    return f"SELECT coalesce(sum(NOT {utf8_row_test(text)}), 0){zeros} FROM main.{quote_ident(tp.name)}"
+    return f"SELECT coalesce(sum(NOT ({text_row_test(text, plan.conversions)})), 0){zeros} FROM {tp.sqlite}"
 
 
 def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dict[str, list[int]]:
-    """Run the summary scans, split by id range over both cores where the snapshot allows it.
-    Each table's total is [rows not canonical, then each foreign key's orphans]."""
+    """Run the summary scans, split by row-key range over both cores where the snapshot allows
+    it. Each table's total is [rows not canonical, then each foreign key's orphans]."""
     sql_work: list[tuple[str, str, tuple]] = []  # (table, query, parameters): SQLite alone
     python_work: list[tuple[str, str, tuple]] = []  # the same, calling Python for every row
     for tp in tables:
-        if not _is_rowid(source, tp):  # keys may be NULL or text: one scan of everything
-            sql_work.append((tp.name, summary_sql(source, plan, tp, ranged=False), ()))
+        if tp.source is None or tp.source.without_rowid:  # keys of any type: one scan of everything
+            sql_work.append((tp.name, summary_sql(plan, tp, ranged=False), ()))
         else:
             lo, hi = source.conn.execute(
-                f"SELECT min({quote_ident(tp.pk)}), max({quote_ident(tp.pk)}) FROM main.{quote_ident(tp.name)}"
+                f"SELECT min({tp.row_key}), max({tp.row_key}) FROM {tp.sqlite}"
             ).fetchone()
             if lo is None:
                 continue
-            ranged = summary_sql(source, plan, tp, ranged=True)
+            ranged = summary_sql(plan, tp, ranged=True)
             if hi - lo < 20_000:
                 sql_work.append((tp.name, ranged, (lo, hi)))
             else:
                 mid = lo + (hi - lo) // 2
                 sql_work += [(tp.name, ranged, (lo, mid)), (tp.name, ranged, (mid + 1, hi))]
-        utf8 = utf8_sql(source, tp)
-        if utf8:
-            python_work.append((tp.name, utf8, ()))
+        text = text_sql(plan, tp)
+        if text:
+            python_work.append((tp.name, text, ()))
     totals = {tp.name: [0] * (1 + len(tp.foreign_keys())) for tp in tables}
     lock = threading.Lock()
 
@@ -280,7 +322,10 @@ def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dic
             totals[table] = [a + b for a, b in zip(totals[table], row, strict=True)]
 
     work = python_work + sql_work
-    readers = source.extra_readers(min(PARALLEL_SCANS, os.cpu_count() or 1) - 1) if len(work) > 1 else []
+    # Key indexes live in this connection's private scratch database: other readers cannot see them.
+    shared = not any(_needs_key_index(tp) for tp in plan.tables)
+    count = min(PARALLEL_SCANS, os.cpu_count() or 1) - 1 if len(work) > 1 and shared else 0
+    readers = source.extra_readers(count)
     if not readers:
         for item in work:
             scan(source.conn, item)
@@ -315,95 +360,94 @@ def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dic
 def _record_value_problems(source: Source, tp: TablePlan) -> None:
     """A dirty table: record each (row, column) problem. Only the bad rows are unpivoted."""
     conn = source.conn
-    t = f"main.{quote_ident(tp.name)}"
-    pk = quote_ident(tp.pk)
-    checked = _checked_columns(tp, source)
+    checked = _checked_columns(tp)
     checks = [_row_check(c) for c in checked]
     bad = quote_ident(f"bad_{tp.name}")
     cols = ", ".join(f"({e}) AS c{i}" for i, e in enumerate(checks))
     conn.execute(
-        f"CREATE TABLE scratch.{bad} AS SELECT * FROM (SELECT {pk} AS id, {cols} FROM {t}) "
-        f"WHERE {' OR '.join(f'c{i} IS NOT NULL' for i in range(len(checks)))}"
+        f"CREATE TABLE scratch.{bad} AS SELECT * FROM (SELECT {tp.row_key} AS rk, {tp.pk_column.sqlite} AS id, "
+        f"{cols} FROM {tp.sqlite}) WHERE {' OR '.join(f'c{i} IS NOT NULL' for i in range(len(checks)))}"
     )
     for i, col in enumerate(checked):
         conn.execute(
-            f"INSERT INTO scratch.problems SELECT ?, id, ?, c{i} FROM scratch.{bad} WHERE c{i} IS NOT NULL",
+            f"INSERT INTO scratch.problems SELECT ?, rk, id, ?, c{i} FROM scratch.{bad} WHERE c{i} IS NOT NULL",
             (tp.name, col.name),
         )
 
 
-def _is_rowid(source: Source, tp: TablePlan) -> bool:
-    return source.tables[tp.name].rowid_pk == tp.pk
-
-
-def _unique_column_sets(source: Source, tp: TablePlan) -> list[list[str]]:
+def _unique_column_sets(tp: TablePlan) -> list[list[str]]:
     copied = {c.name for c in tp.columns}
     sets = [[c.name for c in ix.columns] for ix in tp.table.indexes if ix.unique]
     sets += [
         [c.name for c in uc.columns] for uc in tp.table.constraints if type(uc).__name__ == "UniqueConstraint"
     ]
-    if not _is_rowid(source, tp):
+    if not tp.id_is_row_key:  # ids of a CREATE TABLE AS or .import table may repeat
         sets.append([tp.pk])
     return [s for s in sets if set(s) <= copied]
 
 
 def _scan_duplicates(source: Source, tp: TablePlan) -> None:
-    """Duplicates of the converted value (exact bytes: emails differing in case are distinct)."""
-    t = f"main.{quote_ident(tp.name)}"
-    pk = quote_ident(tp.pk)
-    by_name = {c.name: c for c in tp.columns}
-    for names in _unique_column_sets(source, tp):
-        exprs = [f"({by_name[n].codec.copy(by_name[n].sqlite)}) COLLATE BINARY" for n in names]
-        not_null = " AND ".join(f"{quote_ident(n)} IS NOT NULL" for n in names)
+    """Duplicates of the converted value (exact bytes: emails differing in case are distinct). The
+    first row keeps its value (in row order, as SQLite stores them); the later ones are problems."""
+    for names in _unique_column_sets(tp):
+        cols = [tp.column(n) for n in names]
+        exprs = [f"({c.codec.copy(c.sqlite)}) COLLATE BINARY" for c in cols]
+        not_null = " AND ".join(f"{c.sqlite} IS NOT NULL" for c in cols)
         source.conn.execute(
-            f"INSERT INTO scratch.problems SELECT ?, id, ?, 'duplicate' FROM ("
-            f"SELECT {pk} AS id, row_number() OVER (PARTITION BY {', '.join(exprs)} ORDER BY {pk}) AS n "
-            f"FROM {t} WHERE {not_null}) WHERE n > 1",
+            f"INSERT INTO scratch.problems SELECT ?, rk, id, ?, 'duplicate' FROM ("
+            f"SELECT {tp.row_key} AS rk, {tp.pk_column.sqlite} AS id, "
+            f"row_number() OVER (PARTITION BY {', '.join(exprs)} ORDER BY {tp.row_key}) AS n "
+            f"FROM {tp.sqlite} WHERE {not_null}) WHERE n > 1",
             (tp.name, ",".join(names)),
         )
 
 
 def _record_orphans(source: Source, plan: Plan, tp: TablePlan, fk: tuple[str, str, str]) -> None:
-    pk = quote_ident(tp.pk)
     source.conn.execute(
-        f"INSERT INTO scratch.problems SELECT ?, x.{pk}, ?, 'missing_parent' FROM main.{quote_ident(tp.name)} x "
-        f"WHERE {_orphan_condition(plan, fk)}",
+        f"INSERT INTO scratch.problems SELECT ?, x.{tp.row_key}, x.{tp.pk_column.sqlite}, ?, 'missing_parent' "
+        f"FROM {tp.sqlite} x WHERE {_orphan_condition(plan, tp, fk)}",
         (tp.name, fk[0]),
     )
 
 
 def _summarize(source: Source, plan: Plan, result: Validation) -> None:
     rows = source.conn.execute(
-        "SELECT tbl, col, kind, count(*), min(id) FROM scratch.problems GROUP BY tbl, col, kind"
+        "SELECT tbl, col, kind, count(*) FROM scratch.problems GROUP BY tbl, col, kind"
     ).fetchall()
     order = {t.name: i for i, t in enumerate(plan.tables)}
-    for tbl, col, kind, count, first_id in rows:
+    for tbl, col, kind, count in rows:
         tbl, col, kind = (v.decode() for v in (tbl, col, kind))
-        ids = [
-            r[0]
-            for r in source.conn.execute(
-                "SELECT id FROM scratch.problems WHERE tbl = ? AND col = ? AND kind = ? ORDER BY id LIMIT ?",
-                (tbl, col, kind, SAMPLE_IDS),
-            )
-        ]
-        result.groups.append(
-            ProblemGroup(kind, tbl, col, count, ids, _example(source, plan, tbl, col, kind, first_id))
-        )
+        first = source.conn.execute(
+            "SELECT rk, id FROM scratch.problems WHERE tbl = ? AND col = ? AND kind = ? ORDER BY rk LIMIT ?",
+            (tbl, col, kind, SAMPLE_IDS),
+        ).fetchall()
+        ids = [display_id(rk, row_id) for rk, row_id in first]
+        example = _example(source, plan.table(tbl), col, kind, ids[0])
+        result.groups.append(ProblemGroup(kind, tbl, col, count, ids, example))
     result.groups.sort(key=lambda g: (order.get(g.table, 99), g.column, g.kind))
 
 
-def _example(source: Source, plan: Plan, table: str, column: str, kind: str, row_id: int) -> str:
-    tp = plan.table(table)
+def display_id(rk: object, row_id: object) -> object:
+    """How a row is named to the user: its id, or its rowid where the id is NULL."""
+    if row_id is None:
+        return f"rowid {rk}"
+    if isinstance(row_id, bytes):
+        return row_id.decode("utf-8", "replace")
+    return row_id
+
+
+def _example(source: Source, tp: TablePlan, column: str, kind: str, shown: object) -> str:
     if kind == "duplicate":
-        return f"id {row_id} repeats an earlier row's {column}"
+        return f"id {shown} repeats an earlier row's {column}"
     value = source.conn.execute(
-        f"SELECT {quote_ident(column)} FROM main.{quote_ident(table)} WHERE {quote_ident(tp.pk)} = ?",
-        (row_id,),
+        f"SELECT x.{tp.column(column).sqlite} FROM {tp.sqlite} x JOIN scratch.problems p "
+        f"ON p.rk = x.{tp.row_key} WHERE p.tbl = ? AND p.col = ? AND p.kind = ? ORDER BY p.rk LIMIT 1",
+        (tp.name, column, kind),
     ).fetchone()[0]
     if kind == "missing_parent":
         parent = next(p for c, p, pc in tp.foreign_keys() if c == column)
-        return f"id {row_id} points at {parent} {value!r}, which does not exist"
-    return f"id {row_id}: {excerpt(value)}"
+        return f"id {shown} points at {parent} {excerpt(value)}, which does not exist"
+    return f"id {shown}: {excerpt(value)}"
 
 
 def excerpt(value: object, width: int = 40) -> str:
@@ -420,78 +464,84 @@ def excerpt(value: object, width: int = 40) -> str:
 
 
 def _cascade_rejections(source: Source, plan: Plan, result: Validation) -> None:
-    """Reject every row with a problem, then every row whose foreign key points at a rejected row."""
+    """Reject every row with a problem, then every row whose foreign key names no kept row, until
+    nothing changes: over all foreign keys of all tables, so the order of tables and the depth of
+    parent_task_id chains do not matter (a fixed point)."""
     conn = source.conn
     for tp in plan.tables:
-        rej = f"scratch.{quote_ident('rejected_' + tp.name)}"
-        conn.execute(f"CREATE TABLE {rej} (id INTEGER PRIMARY KEY, kind TEXT, detail TEXT)")
+        rej = rejected_table_name(tp.name)
+        key_type = "" if tp.source is not None and tp.source.without_rowid else " INTEGER"
+        conn.execute(f"CREATE TABLE {rej} (rk{key_type} PRIMARY KEY, kind TEXT, detail TEXT)")
         conn.execute(
-            f"INSERT INTO {rej} SELECT id, min(kind), group_concat(kind || ' in ' || col, '; ') "
-            "FROM scratch.problems WHERE tbl = ? GROUP BY id",
+            f"INSERT INTO {rej} SELECT rk, min(kind), group_concat(kind || ' in ' || col, '; ') "
+            "FROM scratch.problems WHERE tbl = ? GROUP BY rk",
             (tp.name,),
         )
-        if not tp.in_source:
-            continue
-        t = f"main.{quote_ident(tp.name)}"
-        pk = quote_ident(tp.pk)
-        for col, parent, _ in tp.foreign_keys():
-            prej = f"scratch.{quote_ident('rejected_' + parent)}"
-            while True:  # a self-reference (parent_task_id) needs repeating until nothing changes
+    changed = True
+    while changed:
+        changed = False
+        for tp in _scanned(plan):
+            rej = rejected_table_name(tp.name)
+            for fk in tp.foreign_keys():
+                col = f"x.{tp.column(fk[0]).sqlite}"
                 cur = conn.execute(
-                    f"INSERT OR IGNORE INTO {rej} SELECT x.{pk}, 'parent_rejected', "
-                    f"'{col} points at rejected {parent} ' || x.{quote_ident(col)} FROM {t} x "
-                    f"WHERE x.{quote_ident(col)} IN (SELECT id FROM {prej})"
+                    f"INSERT OR IGNORE INTO {rej} SELECT x.{tp.row_key}, 'parent_rejected', "
+                    f"'{fk[0]} points at rejected {fk[1]} ' || {col} FROM {tp.sqlite} x "
+                    f"WHERE {col} IS NOT NULL AND x.{tp.row_key} NOT IN (SELECT rk FROM {rej}) "
+                    f"AND NOT {_parent_exists(plan, tp, fk, kept=True)}"
                 )
-                if parent != tp.name or cur.rowcount == 0:
-                    break
+                changed = changed or cur.rowcount > 0
     for tp in plan.tables:
-        rej = f"scratch.{quote_ident('rejected_' + tp.name)}"
+        rej = rejected_table_name(tp.name)
         for kind, n in conn.execute(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"):
             result.reject_reasons[(tp.name, kind.decode())] += n
             result.rejected[tp.name] += n
 
 
-def write_rejects(source: Source, plan: Plan, result: Validation, path: Path) -> Path:
-    """Write the rejected rows, original values and reasons, to a temp file beside `path`.
+def write_rejects(source: Source, plan: Plan, result: Validation, path: Path) -> tuple[Path, Counter]:
+    """Write the rejected rows, original values and reasons, to a temp file beside `path`; also
+    the rows written per table, for the run to check against what it rejected.
 
-    The caller renames it into place only after the migration commits.
+    The caller renames it into place only after the migration commits. Strict JSON: bytes that
+    are not UTF-8 as base64, infinities as text.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     conn = source.conn
     previous = conn.text_factory
     conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    written: Counter = Counter()
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
             for tp in plan.tables:
                 rej = result.rejected_table(tp.name)
-                if not rej:
+                if not rej or tp.source is None:
                     continue
                 cur = conn.execute(
-                    f"SELECT r.kind, r.detail, t.* FROM {rej} r JOIN main.{quote_ident(tp.name)} t "
-                    f"ON t.{quote_ident(tp.pk)} = r.id ORDER BY r.id"
+                    f"SELECT r.rk, r.kind, r.detail, t.* FROM {rej} r JOIN {tp.sqlite} t "
+                    f"ON t.{tp.row_key} = r.rk ORDER BY r.rk"
                 )
-                names = [d[0] for d in cur.description][2:]
-                for kind, detail, *values in cur:
+                names = [d[0] for d in cur.description][3:]
+                for rk, kind, detail, *values in cur:
                     row = dict(zip(names, (_jsonable(v) for v in values), strict=True))
-                    record = {
-                        "table": tp.name,
-                        "id": row.get(tp.pk),
-                        "reason": detail,
-                        "kind": kind,
-                        "row": row,
-                    }
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    record = {"table": tp.name, "id": row.get(tp.pk_column.source_name)}
+                    if not tp.source.without_rowid:
+                        record["rowid"] = rk
+                    record.update(reason=detail, kind=kind, row=row)
+                    out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+                    written[tp.name] += 1
     except BaseException:
         os.unlink(tmp)
         raise
     finally:
         conn.text_factory = previous
-    return Path(tmp)
+    return Path(tmp), written
 
 
 def _jsonable(value: object) -> object:
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"real": repr(value)}  # JSON has no Infinity: say what SQLite held
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogateescape")
         try:

@@ -10,6 +10,7 @@ sequences are checked too.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
@@ -40,24 +41,45 @@ class Mismatch:
 
 @dataclass
 class TableCheck:
+    """One table's verification. Rows are accounted for twice over: what was sent equals what
+    PostgreSQL holds, and what was sent plus what was rejected equals SQLite's own count(*) of
+    the table, which knows nothing of how the rows were read."""
+
     table: str
-    source_rows: int
+    source_rows: int  # count(*) in todo.db, in the run's snapshot
     target_rows: int
+    sent_rows: int = 0
+    rejected_rows: int = 0
     checksum_ok: bool = True
     checksum: str = ""
     mismatches: list[Mismatch] = field(default_factory=list)
     orphans: dict[str, int] = field(default_factory=dict)
     sequence_ok: bool = True
     sequence_detail: str = ""
+    sequence_exhausted: bool = False  # the app's next insert would fail: said, not failed
+
+    @property
+    def rows_add_up(self) -> bool:
+        return self.target_rows == self.sent_rows == self.source_rows - self.rejected_rows
 
     @property
     def ok(self) -> bool:
-        return (
-            self.source_rows == self.target_rows
-            and self.checksum_ok
-            and not any(self.orphans.values())
-            and self.sequence_ok
-        )
+        return self.rows_add_up and self.checksum_ok and not any(self.orphans.values()) and self.sequence_ok
+
+    def problem(self) -> str:
+        """The first thing wrong, in words."""
+        if self.mismatches:
+            return self.mismatches[0].describe()
+        if not self.rows_add_up:
+            return (
+                f"{self.table}: todo.db has {self.source_rows:,} rows, {self.rejected_rows:,} rejected, "
+                f"{self.sent_rows:,} sent, PostgreSQL holds {self.target_rows:,}"
+            )
+        if not self.checksum_ok:
+            return f"{self.table}: the values differ"
+        if any(self.orphans.values()):
+            return f"{self.table}: orphaned rows ({', '.join(k for k, v in self.orphans.items() if v)})"
+        return f"{self.table}: sequence behind the ids ({self.sequence_detail})"
 
 
 class _Digest:
@@ -81,75 +103,75 @@ def verify_table(
 ) -> TableCheck:
     """`fresh`: this run loaded the table with one COPY, so its physical order is the order sent.
     `diff`: on a difference, name the rows (the fast path skips that: it starts over instead)."""
-    check = TableCheck(tp.name, log.total_rows, 0)
+    check = TableCheck(tp.name, tp.source_rows, 0, log.total_rows, validation.rejected[tp.name])
     if values and tp.columns:
         sink = _Digest()
         cur.copy_expert(readback_sql(tp, ordered=not fresh), sink, size=1 << 20)
         check.target_rows = cur.rowcount
         check.checksum = sink.hash.hexdigest()
-        if check.checksum != log.checksum or check.target_rows != check.source_rows:
-            check.mismatches = _find_mismatches(cur, source, tp, validation, log) if diff else []
-            check.checksum_ok = not check.mismatches and diff
+        check.checksum_ok = check.checksum == log.checksum
     else:
         cur.execute(f"SELECT count(*) FROM {qualified(tp)}")
         check.target_rows = cur.fetchone()[0]
+    if diff and not (check.checksum_ok and check.rows_add_up) and tp.source is not None:
+        check.mismatches = _find_mismatches(cur, source, tp, validation)
+        check.checksum_ok = check.checksum_ok and not check.mismatches
     check.orphans = _orphans(cur, tp)
-    check.sequence_ok, check.sequence_detail = _sequence(cur, tp)
+    check.sequence_ok, check.sequence_detail, check.sequence_exhausted = _sequence(cur, tp)
     return check
 
 
-def _find_mismatches(
-    cur: PgCursor, source: Source, tp: TablePlan, validation: Validation, log: ChunkLog
-) -> list[Mismatch]:
-    """Compare row by row, a chunk of ids at a time (bounded memory), until enough are found.
-    The first and last ranges are open-ended, so rows outside what was sent are found too."""
-    starts = [-(2**63), *log.first_ids[1:]]
-    ends = [start - 1 for start in starts[1:]] + [2**63 - 1]
+def _find_mismatches(cur: PgCursor, source: Source, tp: TablePlan, validation: Validation) -> list[Mismatch]:
+    """Compare both sides row by row in id order, each read by a scan of its own (not the chunks
+    that were sent), streaming, until enough differences are found."""
     found: list[Mismatch] = []
-    for lo, hi in zip(starts, ends, strict=True):
-        found.extend(_compare_rows(cur, source, tp, validation, lo, hi))
-        if len(found) >= MAX_REPORTED:
-            break
+    src = _source_rows_by_id(source, tp, validation)
+    dst = _target_rows_by_id(cur, tp)
+    a, b = next(src, None), next(dst, None)
+    while (a is not None or b is not None) and len(found) < MAX_REPORTED:
+        if b is None or (a is not None and a[0] < b[0]):
+            found.append(Mismatch(tp.name, a[0], "(row)", "present", None))
+            a = next(src, None)
+        elif a is None or b[0] < a[0]:
+            found.append(Mismatch(tp.name, b[0], "(row)", None, "present"))
+            b = next(dst, None)
+        else:
+            for col, x, y in zip(tp.columns, a[1:], b[1:], strict=True):
+                if x != y:
+                    found.append(Mismatch(tp.name, a[0], col.name, x, y))
+            a, b = next(src, None), next(dst, None)
+    src.close()
+    dst.close()
     return found[:MAX_REPORTED]
 
 
-def _compare_rows(
-    cur: PgCursor, source: Source, tp: TablePlan, validation: Validation, lo: int, hi: int
-) -> list[Mismatch]:
-    """Both sides of the ids lo..hi (inclusive), column by column, as the text that was compared."""
-    pk = quote_ident(tp.pk)
+def _source_rows_by_id(source: Source, tp: TablePlan, validation: Validation) -> Iterator[tuple]:
+    """Every source row not rejected, as (id, the text of each value that was compared)."""
     rejected = validation.rejected_table(tp.name)
-    skip = f" AND {pk} NOT IN (SELECT id FROM {rejected})" if rejected else ""
+    skip = f" WHERE {tp.row_key} NOT IN (SELECT rk FROM {rejected})" if rejected else ""
     exprs = ", ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns)
-    src = {
-        r[0]: [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r[1:]]
-        for r in source.conn.execute(
-            f"SELECT {pk}, {exprs} FROM main.{quote_ident(tp.name)} WHERE {pk} BETWEEN ? AND ?{skip} ORDER BY {pk}",
-            (lo, hi),
-        )
-    }
+    pk = tp.pk_column.sqlite
+    order = tp.row_key if tp.id_is_row_key else f"CAST({pk} AS INTEGER)"
+    cur = source.conn.execute(
+        f"SELECT CAST({pk} AS INTEGER), {exprs} FROM {tp.sqlite}{skip} ORDER BY {order}"
+    )
+    for row in cur:
+        yield tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in row)
+
+
+def _target_rows_by_id(cur: PgCursor, tp: TablePlan) -> Iterator[tuple]:
     renders = ", ".join(f"({c.codec.render(quote_ident(c.name))})" for c in tp.columns)
-    cur.execute(f"SELECT {pk}, {renders} FROM {qualified(tp)} WHERE {pk} BETWEEN %s AND %s", (lo, hi))
-    dst = {r[0]: list(r[1:]) for r in cur.fetchall()}
-    found: list[Mismatch] = []
-    for row_id in sorted(src.keys() | dst.keys()):
-        if row_id not in dst:
-            found.append(Mismatch(tp.name, row_id, "(row)", "present", None))
-        elif row_id not in src:
-            found.append(Mismatch(tp.name, row_id, "(row)", None, "present"))
-        else:
-            for col, a, b in zip(tp.columns, src[row_id], dst[row_id], strict=True):
-                if a != b:
-                    found.append(Mismatch(tp.name, row_id, col.name, a, b))
-        if len(found) >= MAX_REPORTED:
-            break
-    return found
+    pk = quote_ident(tp.pk)
+    with cur.connection.cursor(name=f"compare_{tp.name}") as named:
+        named.itersize = 5000
+        named.execute(f"SELECT {pk}, {renders} FROM {qualified(tp)} ORDER BY 1")
+        yield from named
 
 
-def _enforced_fk_columns(cur: PgCursor, tp: TablePlan) -> set[tuple[str, str]]:
-    """(column, parent table) pairs guarded by a validated foreign key: orphans there are impossible."""
+def _enforced_fk_columns(cur: PgCursor, tp: TablePlan) -> set[tuple[str, int]]:
+    """(column, parent table oid) pairs guarded by a validated foreign key: no orphans possible."""
     cur.execute(
-        "SELECT a.attname, c.confrelid::regclass::text FROM pg_constraint c "
+        "SELECT a.attname, c.confrelid::oid FROM pg_constraint c "
         "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
         "WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND c.convalidated "
         "AND cardinality(c.conkey) = 1",
@@ -166,7 +188,8 @@ def _orphans(cur: PgCursor, tp: TablePlan) -> dict[str, int]:
     for fk in tp.table.foreign_keys:
         parent = fk.column.table
         label = f"{fk.parent.name} -> {parent.name}.{fk.column.name}"
-        if (fk.parent.name, qualified_table(parent)) in enforced:
+        cur.execute("SELECT %s::regclass::oid", (qualified_table(parent),))
+        if (fk.parent.name, cur.fetchone()[0]) in enforced:
             result[label] = 0
             continue
         cur.execute(
@@ -184,20 +207,29 @@ def _orphans(cur: PgCursor, tp: TablePlan) -> dict[str, int]:
     return result
 
 
-def _sequence(cur: PgCursor, tp: TablePlan) -> tuple[bool, str]:
+def _sequence(cur: PgCursor, tp: TablePlan) -> tuple[bool, str, bool]:
+    """(the next id is past every id, what it is, whether the sequence is used up)."""
     cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
     seq = cur.fetchone()[0]
     if seq is None:
-        return False, f"{tp.name}.{tp.pk} has no sequence"
+        return False, f"{tp.name}.{tp.pk} has no sequence", False
     cur.execute(
-        sql.SQL("SELECT s.last_value, s.is_called, (SELECT max({pk}) FROM {t}) FROM {seq} s").format(
-            pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp)), seq=sql.SQL(seq)
-        )
+        sql.SQL(
+            "SELECT s.last_value, s.is_called, (SELECT max({pk}) FROM {t}), q.seqmax FROM {seq} s, pg_sequence q "
+            "WHERE q.seqrelid = %s::regclass"
+        ).format(pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp)), seq=sql.SQL(seq)),
+        (seq,),
     )
-    last, called, max_id = cur.fetchone()
+    last, called, max_id, limit = cur.fetchone()
     next_value = last + 1 if called else last
     ok = max_id is None or next_value > max_id
-    return ok, f"next id {next_value}, max id {max_id}"
+    exhausted = next_value > limit
+    detail = f"next id {next_value}, max id {max_id}"
+    if exhausted:
+        detail = f"exhausted at {limit}: the app's next insert into {tp.name} will fail"
+    elif not ok:
+        detail = f"behind: next id {next_value} is not past max id {max_id}"
+    return ok, detail, exhausted
 
 
 def verify_all(
@@ -213,6 +245,8 @@ def verify_all(
 ) -> list[TableCheck]:
     """Check every table; `values=False` keeps counts, orphans and sequences (--no-verify)."""
     return [
-        verify_table(cur, source, tp, validation, logs[tp.name], values=values, fresh=fresh, diff=diff)
+        verify_table(
+            cur, source, tp, validation, logs.get(tp.name, ChunkLog()), values=values, fresh=fresh, diff=diff
+        )
         for tp in plan.tables
     ]
