@@ -149,7 +149,10 @@ def _parent_exists(plan: Plan, tp: TablePlan, fk: tuple[str, str, str], *, kept:
 
 
 def _orphan_condition(plan: Plan, tp: TablePlan, fk: tuple[str, str, str]) -> str:
-    return f"x.{tp.column(fk[0]).sqlite} IS NOT NULL AND NOT {_parent_exists(plan, tp, fk)}"
+    """A key that is an integer and names no row (what is not an integer is a problem of its own)."""
+    c = f"x.{tp.column(fk[0]).sqlite}"
+    integer = f"(typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c})"
+    return f"{c} IS NOT NULL AND {integer} AND NOT {_parent_exists(plan, tp, fk)}"
 
 
 def _canonical_row(tp: TablePlan, *, shape: bool = False) -> str:
