@@ -207,6 +207,29 @@ def test_equivalent_spellings_are_not_differences(migrated):
         assert schema_differences(cur, model_tables("public"), "public") == []
 
 
+def test_a_view_in_place_of_a_table_is_a_missing_table(migrated):
+    """A materialized view (with an index) holds the rows but none of the keys or constraints."""
+    with transaction(migrated) as cur:
+        cur.execute(
+            "ALTER TABLE recurring_patterns RENAME TO rp_old;"
+            "CREATE MATERIALIZED VIEW recurring_patterns AS SELECT * FROM rp_old;"
+            "CREATE INDEX ON recurring_patterns (user_id)"
+        )
+        assert schema_differences(cur, model_tables("public"), "public") == [
+            "recurring_patterns: table missing"
+        ]
+
+
+def test_a_table_with_every_column_dropped_names_each(migrated):
+    with transaction(migrated) as cur:
+        cur.execute("ALTER TABLE recurring_patterns " + ", ".join(
+            f"DROP COLUMN {c.name}" for c in Base.metadata.tables["recurring_patterns"].columns))  # fmt: skip
+        differences = schema_differences(cur, model_tables("public"), "public")
+        assert "recurring_patterns: table missing" not in differences
+        assert "recurring_patterns.frequency: column missing" in differences
+        assert "recurring_patterns: primary key on (id) missing" in differences
+
+
 def test_the_given_schema_is_read_whatever_the_search_path(migrated):
     """A break in schema other is seen there, not in public, with search_path pointing away."""
     with transaction(migrated) as cur:

@@ -26,7 +26,7 @@ SELECT c.relname::text, a.attname::text,
        pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity <> ''
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
 ORDER BY c.relname, a.attnum
@@ -120,26 +120,23 @@ def _read_catalog(cur: PgCursor, names: list[str], schema: str) -> dict[str, _Pg
     tables: dict[str, _PgTable] = {}
     cur.execute(_COLUMNS_SQL, (schema, names))
     for table, column, type_, not_null, default, identity in cur.fetchall():
-        tables.setdefault(table, _PgTable()).columns[column] = _PgColumn(type_, not_null, default, identity)
+        pg = tables.setdefault(table, _PgTable())
+        if column is not None:  # None: a table with no columns left
+            pg.columns[column] = _PgColumn(type_, not_null, default, identity)
     cur.execute(_CONSTRAINTS_SQL, (schema, names))
     for table, kind, validated, on_delete, cols, ref_schema, ref_table, ref_cols in cur.fetchall():
-        pg = tables.setdefault(table, _PgTable())
         if kind == "p":
-            pg.primary_key = tuple(cols)
+            tables[table].primary_key = tuple(cols)
         else:
-            pg.foreign_keys.append(
+            tables[table].foreign_keys.append(
                 _PgForeignKey(
-                    tuple(cols),
-                    ref_schema,
-                    ref_table,
-                    tuple(ref_cols),
-                    _ON_DELETE.get(on_delete, on_delete),
-                    validated,
-                )  # fmt: skip
+                    tuple(cols), ref_schema, ref_table, tuple(ref_cols), _ON_DELETE[on_delete], validated
+                )
             )
     cur.execute(_INDEXES_SQL, (schema, names))
     for table, unique, cols in cur.fetchall():
-        tables.setdefault(table, _PgTable()).indexes.add((tuple(cols), unique))
+        if table in tables:  # not an index on a materialized view of that name
+            tables[table].indexes.add((tuple(cols), unique))
     return tables
 
 
