@@ -1,15 +1,19 @@
 """The PostgreSQL side's front door: parse the URL, connect, and explain connection failures.
 
 libpq parses the URL (percent-encoding, IPv6, Unix sockets, every query parameter), so what works
-in psql works here. The password is kept out of every string this module returns.
+in psql works here. The password is kept out of every string this module returns: as typed and as
+decoded, from the authority or ?password=, since libpq echoes what it cannot parse. Passwords
+with an unencoded '@', '/' or '%' are caught before libpq misreads them (as a host, a port, or an
+error that quotes them) and told how to encode them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import psycopg2
 import psycopg2.errors
@@ -22,7 +26,16 @@ from .errors import MigrationError, UsageError
 DEFAULT_CONNECT_TIMEOUT = 10
 APPLICATION_NAME = "migrate_sqlite_to_postgres"
 URL_HELP = "expected postgresql://USER:PASSWORD@HOST:5432/DBNAME"
-_POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
+PERCENT_HELP = "percent-encode special characters in the password (% as %25, @ as %40, : as %3A, / as %2F)"
+# Shorter secrets are not replaced in free text: every "a" in a message would become "***". The
+# URL patterns below still hide them wherever a URL or password= is echoed.
+MIN_SCRUB_LENGTH = 3
+# A URL's password (up to the last '@' of the token, in case the password holds one), and
+# password=... as a query parameter or a keyword/value pair.
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
+_PASSWORD_PARAM_RE = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.IGNORECASE)
+_BAD_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_QUERY_PASSWORD_RE = re.compile(r"[?&]password=([^&]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class Target:
 
     params: dict[str, str] = field(repr=False)
     masked: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # the password as typed and decoded
 
     @property
     def dbname(self) -> str:
@@ -46,10 +60,16 @@ class Target:
 
     def scrub(self, text: str) -> str:
         """Remove the password from text that came from elsewhere (driver messages, URLs)."""
-        password = self.params.get("password")
-        if password and len(password) >= 3:
-            text = text.replace(password, "***")
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+        return scrub_password(text, (*self.secrets, self.params.get("password", "")))
+
+
+def scrub_password(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace each secret (longest first, so a decoded one inside a raw one goes too) and any
+    password in a URL or a password= parameter with ***."""
+    for secret in sorted({s for s in secrets if len(s) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _URL_PASSWORD_RE.sub(r"\1***@", text)
+    return _PASSWORD_PARAM_RE.sub(r"\1***", text)
 
 
 def mask_params(params: dict[str, str]) -> str:
@@ -73,28 +93,92 @@ def parse_target_url(url: str) -> Target:
             "the target URL points at SQLite (DATABASE_URL is still the development one?)",
             f"pass --postgres-url with the PostgreSQL target, {URL_HELP}",
         )
-    if scheme not in _POSTGRES_SCHEMES:
+    schemes = postgres_schemes()
+    if scheme not in schemes:
         raise UsageError(
             f"the target URL scheme {scheme}:// is not supported",
-            "use postgresql://, postgres:// or postgresql+psycopg2://",
+            "use " + ", ".join(f"{s}://" for s in schemes),
         )
+    secrets = typed_secrets(rest)
+    check_credentials(rest)
     try:
         params = parse_dsn(f"postgresql://{rest}")
     except psycopg2.ProgrammingError as exc:
-        reason = str(exc).strip().removeprefix("invalid dsn: ")
         raise UsageError(
-            f"the PostgreSQL URL cannot be parsed ({_scrub_url_text(reason)})", URL_HELP
+            f"the PostgreSQL URL cannot be parsed ({_libpq_reason(exc, secrets)})", URL_HELP
         ) from None
     if not params.get("dbname"):
         raise UsageError("the PostgreSQL URL names no database", "add /DBNAME at the end of the URL")
     port = params.get("port", "5432")
     if not all(p.isdigit() for p in port.split(",")):
-        raise UsageError(f"the port {port!r} in the PostgreSQL URL is not a number", URL_HELP)
-    return Target(params=params, masked=mask_params(params))
+        shown = scrub_password(repr(port), secrets)
+        raise UsageError(f"the port {shown} in the PostgreSQL URL is not a number", URL_HELP)
+    return Target(params=params, masked=mask_params(params), secrets=secrets)
 
 
-def _scrub_url_text(text: str) -> str:
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+def postgres_schemes() -> tuple[str, ...]:
+    """The spellings the app's database.py accepts, so the tool takes every DATABASE_URL the app does."""
+    # Imported when used, as cli.py imports models.py, and any failure told as one line: callers
+    # (the CLI's scrubbing of unexpected errors too) expect only MigrationError from parsing.
+    try:
+        from database import POSTGRES_SCHEMES  # the app's module at the repo root
+    except Exception as exc:
+        raise MigrationError(
+            f"cannot import the app's database.py ({type(exc).__name__}: {exc})",
+            "run the tool from the Todo app's directory, where models.py and database.py are",
+        ) from None
+    return POSTGRES_SCHEMES
+
+
+def _split_authority(rest: str) -> tuple[str | None, str]:
+    """(user info, hosts) as libpq reads them: the user info ends at the first '@' before any '/',
+    the hosts at the next '/' or '?'. None when libpq would see no user info."""
+    head = re.match(r"[^@/]*", rest).group()
+    if not rest[len(head) :].startswith("@"):
+        return None, re.match(r"[^/?]*", rest).group()
+    return head, re.match(r"[^/?]*", rest[len(head) + 1 :]).group()
+
+
+def typed_secrets(rest: str) -> tuple[str, ...]:
+    """The password however libpq or a person would split the URL, raw and percent-decoded."""
+    userinfo, _ = _split_authority(rest)
+    last_at = rest.rpartition("@")[0]  # "u:p@ss@host": the password a person meant
+    raw = [info.partition(":")[2] for info in (userinfo or "", last_at.split("/")[0], last_at) if ":" in info]
+    raw += _QUERY_PASSWORD_RE.findall(rest)
+    found = {*raw, *(unquote(r) for r in raw)}
+    return tuple(sorted(s for s in found if s))
+
+
+def check_credentials(rest: str) -> None:
+    """Catch an unencoded '@', '/' or '%' in the user or password, which libpq would misread as
+    part of the host, as host:port, or quote back in its error."""
+    userinfo, hosts = _split_authority(rest)
+    if userinfo is not None and "@" in hosts:
+        raise UsageError(
+            "the user or password in the PostgreSQL URL contains '@'", "percent-encode it as %40"
+        )
+    if userinfo is None and "@" in rest and _looks_like_user_password(hosts):
+        raise UsageError("the password in the PostgreSQL URL contains '/'", "percent-encode it as %2F")
+    passwords = [userinfo or "", *_QUERY_PASSWORD_RE.findall(rest)]
+    if any(_BAD_PERCENT_RE.search(p) for p in passwords):
+        raise UsageError(
+            "the user or password in the PostgreSQL URL contains a '%' that is not percent-encoded",
+            PERCENT_HELP,
+        )
+
+
+def _looks_like_user_password(hosts: str) -> bool:
+    """'user:pa' before a '/' that a later '@' shows was inside the password, not host:port."""
+    if hosts.startswith("[") or ":" not in hosts:
+        return False
+    return not hosts.rpartition(":")[2].isdigit()
+
+
+def _libpq_reason(exc: Exception, secrets: Iterable[str]) -> str:
+    """libpq's complaint without the part it quotes back, which may be the password."""
+    reason = str(exc).strip().removeprefix("invalid dsn: ")
+    reason = re.sub(r':\s*"[^\n]*"$', "", reason)
+    return scrub_password(reason, secrets)
 
 
 def connect(target: Target, *, autocommit: bool = False) -> PgConnection:
@@ -129,8 +213,7 @@ def explain_connect_error(exc: Exception, target: Target) -> MigrationError:
     ):
         return MigrationError(
             f"PostgreSQL at {where} rejected the password for user {target.user or '(default)'!r}",
-            "check the user and password in --postgres-url / DATABASE_URL "
-            "(percent-encode special characters: @ as %40, : as %3A, / as %2F)",
+            f"check the user and password in --postgres-url / DATABASE_URL ({PERCENT_HELP})",
         )
     m = re.search(r'database "([^"]+)" does not exist', msg)
     if m:
