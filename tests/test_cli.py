@@ -480,6 +480,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(sample_db,
     work = tmp_path / "broken"
     work.mkdir()
     os.symlink(ROOT / "todo_migration", work / "todo_migration")
+    os.symlink(ROOT / "database.py", work / "database.py")
     (work / "migrate_sqlite_to_postgres.py").write_text(SCRIPT.read_text())
     (work / "models.py").write_text("raise RuntimeError('models are broken')\n")
     cmd = [sys.executable, str(work / "migrate_sqlite_to_postgres.py"), "--sqlite-path", str(sample_db),

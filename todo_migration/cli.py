@@ -52,6 +52,7 @@ from .load import (
 from .output import Console, plural
 from .plan import Plan, build_plan, for_target
 from .report import RunReport
+from .schema_check import schema_differences
 from .source import Source, explain_sqlite_error, open_source, schema_objects
 from .validate import Validation, ValuesCheck, assume_canonical, validate, write_rejects
 from .verify import TableCheck, verify_all
@@ -869,11 +870,34 @@ def verify_existing(run: Run, conn) -> None:
                     f"PostgreSQL {run.target.masked} has no {', '.join(missing)} in schema {run.options.schema}",
                     "run the migration first (without --verify-only)",
                 )
+            check_schema(run, cur)
             verify_target(run, cur)
     except psycopg2.Error as exc:
         raise explain_failure(run, exc, "verifying") from None
     finally:
         _rollback_quietly(conn)
+
+
+def check_schema(run: Run, cur) -> None:
+    """--verify-only compares the schema too: a dropped unique index, foreign key, NOT NULL or
+    default, or a changed type, would let the app write what the models forbid."""
+    assert run.plan is not None
+    c = run.console
+    c.step(
+        "🔍", "Comparing the target's tables with models.py (types, NOT NULLs, defaults, keys, indexes) ..."
+    )
+    differences = schema_differences(cur, [tp.table for tp in run.plan.tables], run.options.schema)
+    run.report.schema_differences = differences
+    if not differences:
+        c.detail("✅ the schema matches the models")
+        return
+    for line in differences:
+        c.detail(f"❌ {line}")
+    raise MigrationError(
+        f"PostgreSQL's schema differs from models.py in {plural(len(differences), 'place')} "
+        f"(listed above), e.g. {differences[0]}",
+        "re-run the migration with --force-recreate to rebuild the tables from the models",
+    )
 
 
 def report_dry_run(run: Run) -> None:

@@ -32,6 +32,7 @@ class RunReport:
     drift: list[dict[str, Any]] = field(default_factory=list)
     not_migrated: list[dict[str, Any]] = field(default_factory=list)  # views, triggers, extra indexes
     warnings: list[str] = field(default_factory=list)
+    schema_differences: list[str] = field(default_factory=list)  # --verify-only
     problems: list[dict[str, Any]] = field(default_factory=list)
     conversions: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)

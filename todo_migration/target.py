@@ -300,6 +300,14 @@ def explain_run_error(
     """Errors after connecting: the transaction is rolled back, so the target is untouched."""
     msg = target.scrub((getattr(exc, "pgerror", None) or str(exc)).strip())
     first = msg.splitlines()[0].removeprefix("ERROR:").strip() if msg else type(exc).__name__
+    detail = getattr(getattr(exc, "diag", None), "message_detail", None)
+    if isinstance(exc, psycopg2.errors.DependentObjectsStillExist) and detail:
+        # PostgreSQL names the dependent objects (a view, another table's foreign key) only here.
+        return MigrationError(
+            f"PostgreSQL refused while {doing}: {first} ({target.scrub(' '.join(detail.split()))})",
+            "drop or change those objects first (the tool never drops what the models do not create)",
+            target_untouched=True,
+        )
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         user = f'"{target.user or "YOUR_USER"}"'
         if "permission denied for database" in msg:

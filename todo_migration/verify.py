@@ -79,7 +79,7 @@ class TableCheck:
             return f"{self.table}: the values differ"
         if any(self.orphans.values()):
             return f"{self.table}: orphaned rows ({', '.join(k for k, v in self.orphans.items() if v)})"
-        return f"{self.table}: sequence behind the ids ({self.sequence_detail})"
+        return f"{self.table}: sequence {self.sequence_detail}"
 
 
 class _Digest:
