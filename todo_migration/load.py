@@ -32,8 +32,8 @@ from .validate import Validation
 DIALECT = postgresql.dialect()
 # CSV quoted the SQL way, as SQLite's quote() writes it: 'text' with '' inside, NULL bare.
 CSV_OPTIONS = sql.SQL("FORMAT csv, QUOTE '''', NULL 'NULL'")
-CHUNK_BYTES = 2 * 1024 * 1024
-FIRST_CHUNK_ROWS = 256  # grows from here: 256 rows of 50 KB descriptions are 13 MB already
+CHUNK_BYTES = 1024 * 1024
+FIRST_CHUNK_ROWS = 64  # grows from here: 64 rows of 50 KB descriptions are 3 MB already
 MAX_CHUNK_ROWS = 100_000
 MAX_GROWTH = 4
 QUEUE_DEPTH = 4
