@@ -539,8 +539,9 @@ def check_target(run: Run, cur) -> None:
 def create_schema_and_tables(run: Run, cur) -> None:
     assert run.plan is not None
     o, c = run.options, run.console
-    if o.schema != "public":
-        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(o.schema)))
+    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (o.schema,))
+    if cur.fetchone() is None:  # IF NOT EXISTS would still need CREATE on the database
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(o.schema)))
     if run.existing:
         cur.execute("DROP TABLE " + ", ".join(qualified(run.plan.table(n)) for n in run.existing))
     c.step("🏗️", "Creating PostgreSQL tables from models.py ...")

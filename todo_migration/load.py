@@ -292,12 +292,13 @@ def high_water_id(source: Source, tp: TablePlan) -> int:
     if tp.source is None or tp.pk not in {c.name for c in tp.columns}:
         return 0
     pk = tp.pk_column.sqlite
-    if tp.id_is_row_key:
-        top = source.conn.execute(f"SELECT max({pk}) FROM {tp.sqlite}").fetchone()[0]
+    if tp.id_is_row_key:  # an id past the models' range is refused, so it does not count
+        top = source.conn.execute(f"SELECT max({pk}) FROM {tp.sqlite} WHERE {pk} <= {INT32_MAX}").fetchone()[0]
     else:
         top = source.conn.execute(
-            f"SELECT max(CAST({pk} AS INTEGER)) FROM {tp.sqlite} WHERE typeof({pk}) = 'integer' "
-            f"OR (typeof({pk}) = 'text' AND CAST(CAST({pk} AS INTEGER) AS TEXT) = {pk})"
+            f"SELECT max(CAST({pk} AS INTEGER)) FROM {tp.sqlite} WHERE (typeof({pk}) = 'integer' "
+            f"OR (typeof({pk}) = 'text' AND CAST(CAST({pk} AS INTEGER) AS TEXT) = {pk})) "
+            f"AND CAST({pk} AS INTEGER) <= {INT32_MAX}"
         ).fetchone()[0]
     candidates = [v for v in (top, tp.source.sequence) if isinstance(v, int)]
     return min(max(candidates, default=0), INT32_MAX)
