@@ -205,6 +205,8 @@ def make_role(pg_server, pg_db):
 
 @pytest.fixture(scope="module")
 def import_db(tmp_path_factory) -> Path:
+    if shutil.which("sqlite3") is None:
+        pytest.skip("needs the sqlite3 shell (apt-get install sqlite3) to make the .import layout")
     return rw.make_sqlite3_import(tmp_path_factory.mktemp("import") / "todo.db")
 
 
