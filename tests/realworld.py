@@ -614,9 +614,11 @@ MULTIBYTE_USER = 70
 
 def make_non_latin1(path: Path) -> Path:
     """The app's sample (its tags and the em dash in task 17's title normalised, so one row stands out)
-    plus task 400 whose title has an emoji: fine in UTF-8, no equivalent in LATIN1."""
+    plus task 400 whose title has an emoji: fine in UTF-8, no equivalent in LATIN1; and user 1 named
+    'Zoë', which LATIN1 holds."""
     path = make_todo_db(_fresh(path))
     with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE users SET full_name = 'Zoë O''Brien' WHERE id = 1")
         conn.execute("UPDATE tasks SET tags = '[\"work\"]' WHERE tags IS NOT NULL")
         conn.execute("UPDATE tasks SET title = replace(title, '—', '-')")
         conn.execute(TASK_INSERT, (EMOJI_TASK, "ship it 🚀", None, 0, "low", None, None, 1, None, 0, TS))

@@ -809,7 +809,7 @@ def test_sqlite_views_triggers_and_indexes_are_listed_as_not_migrated(tmp_path, 
 
 
 SCHEMA_CHANGES = [
-    ("unique index", "DROP INDEX ix_users_email", ("ix_users_email", "users.email"), ("unique", "index")),
+    ("unique index", "DROP INDEX ix_users_email", ("ix_users_email", "users.email", "users: unique index on (email)"), ("unique", "index")),
     ("foreign key", "ALTER TABLE tasks DROP CONSTRAINT tasks_user_id_fkey",
      ("tasks_user_id_fkey", "tasks.user_id"), ("foreign key",)),
     ("not null", "ALTER TABLE tasks ALTER COLUMN title DROP NOT NULL", ("tasks.title",), ("not null", "nullable")),

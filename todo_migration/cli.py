@@ -871,15 +871,16 @@ def verify_existing(run: Run, conn) -> None:
                     f"PostgreSQL {run.target.masked} has no {', '.join(missing)} in schema {run.options.schema}",
                     "run the migration first (without --verify-only)",
                 )
-            check_schema(run, cur)
-            verify_target(run, cur)
+            differences = check_schema(run, cur)
+            verify_target(run, cur)  # differing values are the first thing to say, then the schema
+            fail_on_schema_differences(differences)
     except psycopg2.Error as exc:
         raise explain_failure(run, exc, "verifying") from None
     finally:
         _rollback_quietly(conn)
 
 
-def check_schema(run: Run, cur) -> None:
+def check_schema(run: Run, cur) -> list[str]:
     """--verify-only compares the schema too: a dropped unique index, foreign key, NOT NULL or
     default, or a changed type, would let the app write what the models forbid."""
     assert run.plan is not None
@@ -891,9 +892,14 @@ def check_schema(run: Run, cur) -> None:
     run.report.schema_differences = differences
     if not differences:
         c.detail("✅ the schema matches the models")
-        return
     for line in differences:
         c.detail(f"❌ {line}")
+    return differences
+
+
+def fail_on_schema_differences(differences: list[str]) -> None:
+    if not differences:
+        return
     raise MigrationError(
         f"PostgreSQL's schema differs from models.py in {plural(len(differences), 'place')} "
         f"(listed above), e.g. {differences[0]}",

@@ -293,7 +293,9 @@ def high_water_id(source: Source, tp: TablePlan) -> int:
         return 0
     pk = tp.pk_column.sqlite
     if tp.id_is_row_key:  # an id past the models' range is refused, so it does not count
-        top = source.conn.execute(f"SELECT max({pk}) FROM {tp.sqlite} WHERE {pk} <= {INT32_MAX}").fetchone()[0]
+        top = source.conn.execute(f"SELECT max({pk}) FROM {tp.sqlite} WHERE {pk} <= {INT32_MAX}").fetchone()[
+            0
+        ]
     else:
         top = source.conn.execute(
             f"SELECT max(CAST({pk} AS INTEGER)) FROM {tp.sqlite} WHERE (typeof({pk}) = 'integer' "

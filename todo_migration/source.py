@@ -136,7 +136,7 @@ def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
         )
     if name.startswith("SQLITE_READONLY") or "readonly" in low:
         return MigrationError(
-            f"cannot read {str(path)!r} without writing beside it ({msg}): a WAL database needs its -shm "
+            f"cannot read {str(path)!r} without writing beside it: a WAL database needs its -shm "
             "file, which SQLite must create or update in the file's directory",
             f"copy {path.name} with its -wal and -shm files to a writable directory and pass that copy "
             "with --sqlite-path",

@@ -475,9 +475,11 @@ def _cascade_rejections(source: Source, plan: Plan, result: Validation) -> None:
         rej = rejected_table_name(tp.name)
         key_type = "" if tp.source is not None and tp.source.without_rowid else " INTEGER"
         conn.execute(f"CREATE TABLE {rej} (rk{key_type} PRIMARY KEY, kind TEXT, detail TEXT)")
+        # The kind is the row's first problem as recorded: values in column order, then keys. (A bare
+        # column beside min() takes its value from the row min() chose.)
         conn.execute(
-            f"INSERT INTO {rej} SELECT rk, min(kind), group_concat(kind || ' in ' || col, '; ') "
-            "FROM scratch.problems WHERE tbl = ? GROUP BY rk",
+            f"INSERT INTO {rej} SELECT rk, kind, detail FROM (SELECT rk, kind, min(rowid), "
+            "group_concat(kind || ' in ' || col, '; ') AS detail FROM scratch.problems WHERE tbl = ? GROUP BY rk)",
             (tp.name,),
         )
     changed = True
