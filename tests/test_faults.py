@@ -21,7 +21,7 @@ import pytest
 from conftest import SCRIPT, TABLES, assert_one_line_error, pg_query, pg_tables, run_cli
 from servers import PgBouncer, start_tls_server
 
-from todo_migration.cli import ADVISORY_LOCK_NAMESPACE, hash_text
+from todo_migration.session import ADVISORY_LOCK_NAMESPACE, stable_hash
 from todo_migration.target import connect, parse_target_url
 from tools.make_todo_db import make_todo_db
 from tools.pgserver import LocalPostgres, ipv6_loopback
@@ -343,9 +343,7 @@ def test_second_concurrent_run_fails_fast(sample_db, big_db, pg_url):
 def test_wait_queues_behind_the_other_run(sample_db, pg_url):
     holder = psycopg2.connect(pg_url)
     cur = holder.cursor()
-    cur.execute(
-        "SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, hash_text("public") % 2**31)
-    )
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, stable_hash("public")))
     try:
         proc = start_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--wait")
         time.sleep(2)

@@ -267,6 +267,11 @@ class Codec:
     def render(self, c: str) -> str:
         raise NotImplementedError
 
+    def to_sqlite(self, c: str) -> str:
+        """(SQLite) the other way: PostgreSQL's text for a value (as `copy` sends it and COPY TO
+        prints it) back to the form the app's SQLAlchemy stores in SQLite. For the export back."""
+        raise NotImplementedError
+
 
 class IntegerCodec(Codec):
     kind = "integer"
@@ -296,6 +301,9 @@ class IntegerCodec(Codec):
 
     def render(self, c: str) -> str:
         return f"{c}::text"
+
+    def to_sqlite(self, c: str) -> str:
+        return f"CAST({c} AS INTEGER)"
 
 
 class TextCodec(Codec):
@@ -359,6 +367,9 @@ class TextCodec(Codec):
     def render(self, c: str) -> str:
         return f"{c}::text"
 
+    def to_sqlite(self, c: str) -> str:
+        return f"CAST({c} AS TEXT)"
+
 
 class BooleanCodec(Codec):
     kind = "boolean"
@@ -384,6 +395,9 @@ class BooleanCodec(Codec):
 
     def render(self, c: str) -> str:
         return f"CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END"
+
+    def to_sqlite(self, c: str) -> str:
+        return f"CASE {c} WHEN 't' THEN 1 WHEN 'f' THEN 0 END"
 
 
 class TimestampCodec(Codec):
@@ -469,6 +483,10 @@ class TimestampCodec(Codec):
 
     def render(self, c: str) -> str:
         return f"{c}::text"
+
+    def to_sqlite(self, c: str) -> str:
+        # PostgreSQL drops trailing zeros of the fraction; SQLAlchemy's SQLite form has six digits.
+        return f"CASE WHEN instr({c}, '.') THEN substr({c} || '000000', 1, 26) ELSE {c} || '.000000' END"
 
 
 def codec_for(column: Column, conversions: Conversions | None = None) -> Codec:

@@ -128,9 +128,8 @@ def chunk_query(tp: TablePlan, validation: Validation, *, first: bool) -> str:
         # The last key comes back as bytes when it is text: bound as a blob it would sort after
         # every text key, so it is cast back to the type it had.
         where.append(f"{key} > iif(:after_type = 'text', CAST(:after AS TEXT), :after)")
-    rejected = validation.rejected_table(tp.name)
-    if rejected:
-        where.append(f"{key} NOT IN (SELECT rk FROM {rejected})")
+    if kept := validation.kept(tp):
+        where.append(kept)
     line = sqlite_line(tp, canonical=tp.name in validation.canonical)
     return (
         f"SELECT count(*), max(k), typeof(max(k)), group_concat(line, '') FROM ("
@@ -174,8 +173,8 @@ def iter_chunks_by_id(source: Source, tp: TablePlan, validation: Validation, dig
     back: for --verify-only of a table whose ids are not SQLite's rowids (one sorted scan)."""
     if tp.source is None or not tp.columns:
         return
-    rejected = validation.rejected_table(tp.name)
-    where = f" WHERE {tp.row_key} NOT IN (SELECT rk FROM {rejected})" if rejected else ""
+    kept = validation.kept(tp)
+    where = f" WHERE {kept}" if kept else ""
     cur = source.conn.execute(
         f"SELECT {sqlite_line(tp, canonical=tp.name in validation.canonical)} FROM {tp.sqlite}{where} "
         f"ORDER BY CAST({tp.pk_column.sqlite} AS INTEGER)"
@@ -187,15 +186,22 @@ def iter_chunks_by_id(source: Source, tp: TablePlan, validation: Validation, dig
 
 
 class ChunkReader:
-    """Runs iter_chunks on a thread, a few chunks ahead; a file-like object for copy_expert."""
+    """Runs iter_chunks on a thread, a few chunks ahead; a file-like object for copy_expert.
 
-    def __init__(self, chunks: Iterator[Chunk], on_chunk: Callable[[Chunk], None]) -> None:
+    `should_stop` is asked before each chunk: once it says so, the COPY ends there (the caller
+    rolls the transaction back), rather than an exception travelling through psycopg2's C code."""
+
+    def __init__(
+        self, chunks: Iterator[Chunk], on_chunk: Callable[[Chunk], None], should_stop: Callable[[], bool]
+    ) -> None:
         self._chunks = chunks
         self._on_chunk = on_chunk
+        self._should_stop = should_stop
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="sqlite-reader", daemon=True)
         self._done = False
+        self.stopped = False
         self.failure: BaseException | None = None  # psycopg2 hides read() errors as QueryCanceled
 
     def __enter__(self) -> ChunkReader:
@@ -232,6 +238,9 @@ class ChunkReader:
         try:
             if self._done:
                 return b""
+            if self._should_stop():
+                self._done = self.stopped = True
+                return b""
             item = self._queue.get()
             if isinstance(item, BaseException):
                 raise item
@@ -246,8 +255,15 @@ class ChunkReader:
             raise
 
 
-def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validation,
-               on_chunk: Callable[[Chunk], None]) -> ChunkLog:  # fmt: skip
+def copy_table(
+    cur: PgCursor,
+    source: Source,
+    tp: TablePlan,
+    validation: Validation,
+    on_chunk: Callable[[Chunk], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ChunkLog | None:
+    """Stream the table into COPY; the log of what was sent, or None if `should_stop` ended it."""
     log = ChunkLog()
     if tp.source is None:  # not in todo.db (an older app version): created empty
         return log
@@ -257,7 +273,7 @@ def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validat
         on_chunk(chunk)
 
     echo = io.StringIO()
-    with ChunkReader(iter_chunks(source, tp, validation, log.digest), record) as reader:
+    with ChunkReader(iter_chunks(source, tp, validation, log.digest), record, should_stop) as reader:
         try:
             # psycopg2 prints a connection lost mid-COPY to stderr as well as raising it; the
             # raised error is explained in one line, so its echo is kept out of the way.
@@ -267,7 +283,7 @@ def copy_table(cur: PgCursor, source: Source, tp: TablePlan, validation: Validat
             if reader.failure is not None:
                 raise reader.failure from None
             raise
-    return log
+    return None if reader.stopped else log
 
 
 def hash_source(source: Source, tp: TablePlan, validation: Validation,

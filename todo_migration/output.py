@@ -10,9 +10,18 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
+
+from .load import qualified_table
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .report import RunReport
+    from .validate import Validation
+    from .verify import TableCheck
 
 
 def _supports_emoji(stream: TextIO) -> bool:
@@ -96,3 +105,83 @@ class Console:
 
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+# --- what the steps print --------------------------------------------------------------------
+
+
+def print_problems(console: Console, validation: Validation, *, rejects_path: Path | None) -> None:
+    """The pre-flight's findings: conversions, then each problem group with ids and an example."""
+    for (table, column, label), n in sorted(validation.conversions.items()):
+        console.detail(f"converted: {table}.{column}: {label} ({n:,})")
+    if not validation.groups:
+        console.detail("✅ no problems found")
+        return
+    console.step(
+        "⚠️", f"Found {plural(validation.problem_count, 'problem')} PostgreSQL would refuse or change:"
+    )
+    for g in validation.groups:
+        ids = ", ".join(map(str, g.ids)) + (", …" if g.count > len(g.ids) else "")
+        console.detail(f"{g.kind:<22} {g.table}.{g.column}: {g.count:,} (ids {ids}); e.g. {g.example}")
+    if rejects_path is not None:
+        total = sum(validation.rejected.values())
+        console.detail(
+            f"--on-invalid skip: {plural(total, 'row')} will go to {rejects_path} instead of PostgreSQL"
+        )
+
+
+def print_checks(console: Console, checks: list[TableCheck], *, values: bool) -> None:
+    for check in checks:
+        mark = "❌" if not check.ok else "⚠️" if check.sequence_exhausted else "✅"
+        orphans = sum(check.orphans.values())
+        shown = f", values {'match' if check.checksum_ok else 'DIFFER'}" if values else ""
+        rejected = f" (+ {check.rejected_rows:,} rejected)" if check.rejected_rows else ""
+        console.detail(
+            f"{mark} {check.table}: {check.target_rows:,} / {check.source_rows - check.rejected_rows:,} rows"
+            f"{rejected}{shown}, {orphans} orphans, sequence {check.sequence_detail}"
+        )
+        if not check.rows_add_up:
+            console.detail(f"   ❌ {check.problem()}")
+        for m in check.mismatches:
+            console.detail(f"   ❌ {m.describe()}")
+
+
+def print_dry_run(console: Console, plan: Plan, validation: Validation, existing: dict[str, int]) -> None:
+    console.step("📋", "Dry run: this is what the migration would do (nothing was changed):")
+    if existing:
+        console.detail("drop " + ", ".join(existing))
+    for tp in plan.tables:
+        rejected = validation.rejected[tp.name]
+        extra = f", {rejected:,} to the rejects file" if rejected else ""
+        console.detail(
+            f"create {qualified_table(tp.table)} and copy {tp.source_rows - rejected:,} rows{extra}"
+        )
+    console.detail("then build primary keys, indexes, foreign keys, set sequences, ANALYZE, verify, COMMIT")
+
+
+def print_summary(console: Console, report: RunReport, plan: Plan | None, validation: Validation | None,
+                  *, mode: str, allow_drift: bool) -> None:  # fmt: skip
+    """The per-table counts (read = written + rejected, as verified), then the one result line."""
+    console.step("📊", "Summary:")
+    if plan is not None and validation is not None:
+        label = {"dry-run": "would write", "verify-only": "checked"}.get(mode, "written")
+        for table, counts in report.tables.items():
+            console.detail(
+                f"{table:<20} read {counts['read']:>10,}  {label} {counts['written']:>10,}  "
+                f"rejected {counts['rejected']:>8,}"
+            )
+        conversions = sum(validation.conversions.values())
+        if conversions:
+            console.detail(f"lossless conversions applied: {conversions:,} values (listed above)")
+        if report.rejects_path:
+            reasons = ", ".join(f"{t} {k}: {n:,}" for (t, k), n in sorted(validation.reject_reasons.items()))
+            console.detail(f"rejects file: {report.rejects_path} ({reasons})")
+        if plan.drift and allow_drift:
+            console.detail(
+                f"schema drift allowed (--allow-drift): {plural(len(plan.drift), 'difference')}, listed above"
+            )
+    phases = ", ".join(f"{k} {s:.2f}s" for k, s in report.phases.items())
+    console.detail(f"phases: {phases}")
+    verb = {"migrate": "Migration completed and verified", "dry-run": "Dry run passed: the migration would succeed",
+            "verify-only": "Verified: PostgreSQL matches todo.db"}[mode]  # fmt: skip
+    console.result("🎉", f"{verb} in {report.duration_s or 0:.2f}s")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 
 if TYPE_CHECKING:
+    from .options import Options
     from .target import Target
     from .validate import Validation
     from .verify import TableCheck
@@ -44,16 +45,18 @@ class RunReport:
     result: str = "ok"
     error: str | None = None
 
-    def start(self, options: Any, target: Target) -> None:
+    def start(self, options: Options) -> None:
         self.mode = options.mode
         self.source = str(options.sqlite_path)
-        self.target = target.masked
+        self.target = options.target.masked
         self.schema = options.schema
-        self.options = {
-            k: v
-            for k, v in vars(options).items()
-            if k not in ("postgres_url", "sqlite_path") and isinstance(v, (bool, str, int, type(None)))
-        }
+        self.options = options.recordable()
+        self._target = options.target
+
+    def scrub(self, text: str) -> str:
+        """Text from elsewhere (an unexpected error) without the target's password."""
+        target: Target | None = getattr(self, "_target", None)
+        return target.scrub(text) if target is not None else text
 
     def set_validation(self, v: Validation) -> None:
         self.problems = [vars(g) for g in v.groups]
@@ -94,7 +97,8 @@ class RunReport:
 
     def write(self, path: Path) -> None:
         """Atomically, so a half-written report is never mistaken for a whole one."""
-        data = {"tool": "migrate_sqlite_to_postgres", "version": __version__, **vars(self)}
+        fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        data = {"tool": "migrate_sqlite_to_postgres", "version": __version__, **fields}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False, default=str, allow_nan=False)

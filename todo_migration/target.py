@@ -325,12 +325,6 @@ def explain_run_error(
         return MigrationError(
             f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True
         )
-    if isinstance(exc, psycopg2.errors.LockNotAvailable):
-        return MigrationError(
-            f"timed out waiting for a lock while {doing}: {first}",
-            "another session is using these tables; stop it (or the app) and re-run",
-            target_untouched=True,
-        )
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or (
         getattr(exc, "pgcode", None) or ""
     ).startswith(("08", "57P")):

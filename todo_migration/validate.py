@@ -58,6 +58,11 @@ class Validation:
     def rejected_table(self, table: str) -> str | None:
         return rejected_table_name(table) if self.rejected[table] else None
 
+    def kept(self, tp: TablePlan) -> str | None:
+        """SQL over the source table: the row is not rejected (None where no row of it is)."""
+        rejected = self.rejected_table(tp.name)
+        return f"{tp.row_key} NOT IN (SELECT rk FROM {rejected})" if rejected else None
+
 
 def rejected_table_name(table: str) -> str:
     """The scratch table of a table's rejected rows, by row key (see SourceTable.row_key)."""

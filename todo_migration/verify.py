@@ -147,8 +147,8 @@ def _find_mismatches(cur: PgCursor, source: Source, tp: TablePlan, validation: V
 
 def _source_rows_by_id(source: Source, tp: TablePlan, validation: Validation) -> Iterator[tuple]:
     """Every source row not rejected, as (id, the text of each value that was compared)."""
-    rejected = validation.rejected_table(tp.name)
-    skip = f" WHERE {tp.row_key} NOT IN (SELECT rk FROM {rejected})" if rejected else ""
+    kept = validation.kept(tp)
+    skip = f" WHERE {kept}" if kept else ""
     exprs = ", ".join(f"({c.codec.copy(c.sqlite)})" for c in tp.columns)
     pk = tp.pk_column.sqlite
     order = tp.row_key if tp.id_is_row_key else f"CAST({pk} AS INTEGER)"
