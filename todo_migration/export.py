@@ -47,8 +47,7 @@ from .plan import build_plan, target_metadata
 from .report import RunReport
 from .schema_check import schema_differences
 from .source import open_source, quote_ident
-from .steps import Run
-from .target import connect
+from .steps import Run, connect_postgres
 from .validate import ValuesCheck, assume_canonical
 
 BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT (its program grows with it)
@@ -189,21 +188,10 @@ def _locked(path: Path) -> bool:
 def connect_snapshot(run: Run) -> PgConnection:
     """One read-only snapshot for the whole export: no pattern without its task, however busy the
     app is. Transaction-scoped settings only (PgBouncer's transaction pooling keeps no session)."""
-    o, c = run.options, run.console
-    origin = "" if o.url_origin == "--postgres-url" else f" (from {o.url_origin})"
-    c.step("🐘", f"Connecting to PostgreSQL {o.target.masked}{origin} ...")
-    with run.phase("connect"):
-        conn = connect(o.target)
-        info = session.server_info(conn)
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True, deferrable=True)
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, true)", (o.lock_timeout,))
-            cur.execute("SET LOCAL statement_timeout = 0")
-            cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # timestamps as the forward stream has them
-            cur.execute("SET LOCAL extra_float_digits = 3")
-    c.detail(f"✅ connected as {info.user}, PostgreSQL {info.version}; one read-only snapshot")
-    run.report.target_version = info.version
+    conn, _ = connect_postgres(run)
+    with conn.cursor() as cur:
+        session.begin_snapshot(cur, lock_timeout=run.options.lock_timeout)
+    run.console.detail("✅ one read-only snapshot (REPEATABLE READ): nothing is written to PostgreSQL")
     return conn
 
 
