@@ -19,12 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from tools.make_todo_db import make_todo_db
+from tools.pgserver import LocalPostgres
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tools.make_todo_db import make_todo_db  # noqa: E402
-from tools.pgserver import LocalPostgres  # noqa: E402
-
 SCRIPT = ROOT / "migrate_sqlite_to_postgres.py"
 TABLES = ("users", "tasks", "recurring_patterns")
 
