@@ -29,6 +29,10 @@ from tools.pgserver import LocalPostgres
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "migrate_sqlite_to_postgres.py"
 TABLES = ("users", "tasks", "recurring_patterns")
+# Tests wait for events (a line printed, a row in pg_stat_activity, a process exiting), never for
+# the clock. This deadline only keeps a hung run from hanging the suite: a machine busy with other
+# suites has made runs of 15 s take over 120 s.
+DEADLINE = 600
 
 
 @dataclass
@@ -88,7 +92,7 @@ def sample_db(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:  # fmt: skip
+            timeout: float = DEADLINE) -> subprocess.CompletedProcess:  # fmt: skip
     """Run the tool as a user does: a subprocess, no terminal."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ENVIRONMENT")}
     full_env.update(env or {})
