@@ -17,9 +17,19 @@ from urllib.parse import quote
 
 import psycopg2
 import pytest
-from conftest import SCRIPT, TABLES, assert_one_line_error, pg_query, pg_tables, run_cli
+from conftest import (
+    DEADLINE,
+    ROOT,
+    SCRIPT,
+    assert_one_line_error,
+    pg_query,
+    pg_tables,
+    run_cli,
+    sqlite_rows,
+)
 from servers import PgBouncer, start_tls_server
 
+from models import Base
 from todo_migration.cli import ADVISORY_LOCK_NAMESPACE, hash_text
 from todo_migration.target import connect, parse_target_url
 from tools.make_todo_db import make_todo_db
@@ -120,10 +130,25 @@ def test_query_parameters_reach_the_server(pg_url):
         conn.close()
 
 
-def test_query_parameters_through_the_cli(sample_db, pg_url):
+def test_query_parameters_through_the_cli(sample_db, pg_server, pg_db, pg_url):
+    """The URL's application_name and options are the migration's own session settings: an event
+    trigger notes them as the tool creates its tables."""
+    pg_server.execute("CREATE TABLE seen (command text, application_name text, work_mem text)", pg_db)
+    pg_server.execute(
+        "CREATE FUNCTION note_session() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO public.seen SELECT tg_tag, current_setting('application_name'), current_setting('work_mem'); "
+        "END $$",
+        pg_db,
+    )
+    pg_server.execute(
+        "CREATE EVENT TRIGGER note_session ON ddl_command_end EXECUTE FUNCTION note_session()", pg_db
+    )
     url = pg_url + "?connect_timeout=5&application_name=cutover-42&options=-c%20work_mem%3D12MB"
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", url)
     assert result.returncode == 0, result.stderr
+    seen = pg_query(pg_url, "SELECT command, application_name, work_mem FROM seen")
+    assert ("CREATE TABLE", "cutover-42", "12MB") in seen
+    assert {(name, mem) for _, name, mem in seen} == {("cutover-42", "12MB")}
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1) to test against")
@@ -291,13 +316,47 @@ def test_interrupt_during_preflight(big_db, pg_url):
     assert pg_tables(pg_url) == {}
 
 
-def test_interrupt_while_starting_up_is_quiet(sample_db, pg_url):
-    proc = start_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
-    time.sleep(0.05)  # still importing
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode in (130, 0), err
+# Runs an entry point (the script, or the package with -m) as python would, but holds the import
+# of todo_migration.cli (as a slow disk or a busy machine might) after saying so on stderr.
+HOLD_THE_IMPORT = """
+import os, runpy, sys, time
+
+class HoldTheImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "todo_migration.cli":
+            sys.meta_path.remove(self)
+            print("importing todo_migration.cli", file=sys.stderr, flush=True)
+            time.sleep(600)
+        return None
+
+sys.meta_path.insert(0, HoldTheImport())
+entry, sys.argv = sys.argv[1], sys.argv[1:]
+if entry.endswith(".py"):
+    sys.path[0] = os.path.dirname(entry)
+    runpy.run_path(entry, run_name="__main__")
+else:
+    runpy.run_module(entry, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("entry", [str(SCRIPT), "todo_migration"], ids=["script", "python-m"])
+def test_interrupt_while_starting_up_is_quiet(sample_db, pg_url, entry):
+    """Ctrl-C while the tool is still importing its modules: exit 130, no traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    args = ["--sqlite-path", str(sample_db), "--postgres-url", pg_url]
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_THE_IMPORT, entry, *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr.readline() == "importing todo_migration.cli\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
     assert "Traceback" not in err
+    assert pg_tables(pg_url) == {}
 
 
 # --- timeouts ------------------------------------------------------------------------------
@@ -491,8 +550,20 @@ def test_schema_without_permission_says_what_to_grant(sample_db, pg_server, pg_d
         pg_server.execute("DROP ROLE no_schema")
 
 
-def test_tables_as_listed(sample_db, pg_url):
+@pytest.mark.parametrize(
+    "order",
+    [("sqlite", "postgres", "quiet"), ("postgres", "sqlite", "quiet"), ("quiet", "postgres", "sqlite")],
+    ids="-".join,
+)
+def test_tables_as_listed(sample_db, pg_url, order):
     """Every table the models define is migrated, whatever the order of the flags."""
-    result = run_cli("--postgres-url", pg_url, "--sqlite-path", str(sample_db), "-q")
-    assert result.returncode == 0
-    assert set(pg_tables(pg_url)) == set(TABLES)
+    flags = {
+        "sqlite": ["--sqlite-path", str(sample_db)],
+        "postgres": ["--postgres-url", pg_url],
+        "quiet": ["-q"],
+    }
+    result = run_cli(*(arg for name in order for arg in flags[name]))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1  # -q, wherever it stands
+    source = {t.name: len(sqlite_rows(sample_db, t.name)) for t in Base.metadata.sorted_tables}
+    assert pg_tables(pg_url) == source
