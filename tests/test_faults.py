@@ -53,7 +53,7 @@ def start_cli(*args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
+def wait_for(predicate, timeout: float = DEADLINE, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -84,6 +84,16 @@ def wait_for_copy(url: str, proc: subprocess.Popen) -> int | None:
 
     wait_for(copying, interval=0.02)
     return seen[0] if seen else None
+
+
+def advisory_locks(url: str, *, granted: bool) -> int:
+    """Advisory locks in this database: held (granted), or waited for."""
+    return pg_query(
+        url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (granted,),
+    )[0][0]
 
 
 def snapshot(url: str) -> dict[str, list]:
@@ -267,7 +277,7 @@ def test_connection_killed_mid_copy_leaves_the_target_as_it_was(sample_db, big_d
     pid = wait_for_copy(pg_url, proc)
     assert pid is not None, "the migration finished before it could be interrupted"
     pg_query(pg_url, "SELECT pg_terminate_backend(%s)", (pid,))
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=DEADLINE)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert_one_line_error(result, "lost the connection", "nothing was changed")
     assert snapshot(pg_url) == before
@@ -284,7 +294,7 @@ def test_server_restart_mid_copy(big_db):
         assert wait_for_copy(url, proc) is not None
         assert proc.poll() is None
         server.restart()
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=DEADLINE)
         result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         assert_one_line_error(result, "lost the connection", "nothing was changed")
         assert pg_tables(url) == {}
@@ -297,11 +307,11 @@ def test_interrupt_mid_copy_exits_130_and_changes_nothing(big_db, pg_url, sig):
     assert wait_for_copy(pg_url, proc) is not None
     assert proc.poll() is None
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=DEADLINE)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert_one_line_error(result, "interrupted", "nothing was changed")
     assert proc.returncode == 130
-    assert wait_for(lambda: pg_tables(pg_url) == {}, timeout=10)
+    assert wait_for(lambda: pg_tables(pg_url) == {})
 
 
 def test_interrupt_during_preflight(big_db, pg_url):
@@ -310,7 +320,7 @@ def test_interrupt_during_preflight(big_db, pg_url):
         if "Checking every value" in line:  # connected; scanning the source
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert pg_tables(pg_url) == {}
@@ -376,14 +386,20 @@ def test_silent_port_fails_within_the_default_connect_timeout(sample_db, silent_
 
 def test_second_concurrent_run_fails_fast(sample_db, big_db, pg_url):
     first = start_cli("--sqlite-path", str(big_db), "--postgres-url", pg_url)
-    has_lock = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    assert wait_for(lambda: pg_query(pg_url, has_lock)[0][0] > 0 or first.poll() is not None)
+    assert wait_for(lambda: advisory_locks(pg_url, granted=True) > 0 or first.poll() is not None)
     assert first.poll() is None
-    started = time.monotonic()
-    second = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate", "--yes")
-    assert time.monotonic() - started < 20
+    # Stopped, the first run keeps its lock and cannot finish, however long the second takes on a
+    # busy machine: the second must give up by itself, not wait its turn (that would hang here).
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = run_cli(
+            "--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreate", "--yes"
+        )
+        assert advisory_locks(pg_url, granted=True) > 0  # the first still holds it
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert_one_line_error(second, "another migration into this database", "--wait")
-    out, err = first.communicate(timeout=120)
+    out, err = first.communicate(timeout=DEADLINE)
     assert first.returncode == 0, err
     assert pg_tables(pg_url)["tasks"] == 300_000
 
@@ -396,13 +412,13 @@ def test_wait_queues_behind_the_other_run(sample_db, pg_url):
     )
     try:
         proc = start_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--wait")
-        time.sleep(2)
-        assert proc.poll() is None, proc.communicate()
+        assert wait_for(lambda: advisory_locks(pg_url, granted=False) > 0 or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()  # queued behind the holder
         assert pg_tables(pg_url) == {}
     finally:
         holder.rollback()
         holder.close()
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
     assert pg_tables(pg_url)["tasks"] == 23
 
@@ -444,13 +460,23 @@ def test_live_wal_source_is_read_as_one_snapshot(big_db, pg_url, tmp_path):
     writer = threading.Thread(target=app_writes, daemon=True)
     writer.start()
     try:
-        assert wait_for(lambda: written[0] > 10, timeout=30)
-        result = run_cli("--sqlite-path", str(live), "--postgres-url", pg_url)
+        assert wait_for(lambda: written[0] > 10)  # rows from before the migration's snapshot
+        proc = start_cli("--sqlite-path", str(live), "--postgres-url", pg_url)
+        # The app writes while the migration runs, at whatever pace this machine allows: the run is
+        # held mid-copy until it has.
+        assert wait_for_copy(pg_url, proc) is not None, "the migration finished before the app wrote"
+        proc.send_signal(signal.SIGSTOP)
+        mark = written[0]
+        try:
+            assert wait_for(lambda: written[0] > mark + 50)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=DEADLINE)
         during = written[0]
     finally:
         stop.set()
-        writer.join(timeout=30)
-    assert result.returncode == 0, result.stderr
+        writer.join(timeout=DEADLINE)
+    assert proc.returncode == 0, err
     assert during > 50, "the app did not write while the migration ran"
     live_tasks = pg_query(pg_url, "SELECT count(*) FROM tasks WHERE title = 'live'")[0][0]
     live_patterns = pg_query(pg_url, "SELECT count(*) FROM recurring_patterns WHERE task_id > 300000")[0][0]
@@ -488,10 +514,8 @@ def test_read_only_file(sample_db, pg_url):
 def test_locked_source_is_a_clear_error(sample_db, pg_url):
     locker = sqlite3.connect(sample_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # an app mid-write in rollback-journal mode
-    try:
-        started = time.monotonic()
+    try:  # the lock is held until the run returns: it must give up by itself, not wait for it
         result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
-        assert time.monotonic() - started < 30
     finally:
         locker.execute("ROLLBACK")
         locker.close()
