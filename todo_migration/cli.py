@@ -9,6 +9,7 @@ import ctypes
 import os
 import re
 import signal
+import sys
 import traceback
 from pathlib import Path
 
