@@ -23,6 +23,7 @@ from .errors import (
     MigrationError,
     UsageError,
 )
+from .export import run_export
 from .migrate import run_migration
 from .options import DEFAULT_LOCK_TIMEOUT, Options
 from .output import Console
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--schema", default="public", metavar="NAME",
                      help="PostgreSQL schema to create the tables in, created if missing (default public); e.g. --schema todo")  # fmt: skip
     run = p.add_argument_group("what to do")
+    run.add_argument("--reverse", action="store_true",
+                     help="the way back: export PostgreSQL to a new SQLite file the app runs on (--sqlite-path is "
+                     "the destination, built aside, verified, then renamed into place); e.g. --reverse --sqlite-path back.db")  # fmt: skip
     run.add_argument("--dry-run", action="store_true",
                      help="read the source, check the target, print the plan and every problem; change nothing")  # fmt: skip
     run.add_argument("--force-recreate", action="store_true",
@@ -142,6 +146,8 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
 
 
 def options_from(args: argparse.Namespace, report: Path | None) -> Options:
+    if args.reverse:
+        refuse_forward_only_flags(args)
     if args.dry_run and args.verify_only:
         raise UsageError("--dry-run and --verify-only cannot be combined", "choose one")
     if args.verify_only and args.force_recreate:
@@ -163,6 +169,7 @@ def options_from(args: argparse.Namespace, report: Path | None) -> Options:
         sqlite_path=Path(args.sqlite_path).expanduser(),
         target=parse_target_url(url),
         url_origin=origin,
+        reverse=args.reverse,
         dry_run=args.dry_run,
         force_recreate=args.force_recreate,
         yes=args.yes,
@@ -180,6 +187,29 @@ def options_from(args: argparse.Namespace, report: Path | None) -> Options:
         quiet=args.quiet,
         debug=args.debug,
     )
+
+
+def refuse_forward_only_flags(args: argparse.Namespace) -> None:
+    """The export writes a new file from PostgreSQL, whose values SQLite always takes: flags about
+    todo.db's bad values mean nothing there, and saying so beats ignoring them."""
+    given = [
+        flag
+        for flag, on in (
+            ("--on-invalid skip", args.on_invalid == "skip"),
+            ("--rejects", args.rejects is not None),
+            ("--strip-nul", args.strip_nul),
+            ("--epoch-unit", args.epoch_unit is not None),
+            ("--no-verify", not args.verify),
+            ("--wait", args.wait),
+        )
+        if on
+    ]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no meaning with --reverse "
+            "(the export is always verified; PostgreSQL's values always fit SQLite)",
+            "drop " + ", ".join(given),
+        )
 
 
 def refuse_output_over_source(source: Path, outputs: dict[str, Path | None]) -> None:
@@ -240,7 +270,10 @@ def _main(argv: list[str] | None) -> int:
         console = Console(quiet=args.quiet)
         _, report_path = output_paths(args)
         options = options_from(args, report_path)
-        run_migration(options, console, report)
+        if options.reverse and not options.verify_only:
+            run_export(options, console, report)
+        else:  # --reverse --verify-only compares the same two databases as the forward check
+            run_migration(options, console, report)
     except KeyboardInterrupt:
         console.error(INTERRUPTED_LINE)
         report.fail(INTERRUPTED_LINE)

@@ -20,6 +20,7 @@ class Options:
     sqlite_path: Path
     target: Target
     url_origin: str  # where the target came from: --postgres-url, DATABASE_URL, .env
+    reverse: bool = False  # PostgreSQL -> SQLite: sqlite_path is the destination
     dry_run: bool = False
     force_recreate: bool = False
     yes: bool = False

@@ -1,0 +1,510 @@
+"""The way back (--reverse): PostgreSQL into a todo.db the app runs on, built aside and renamed in.
+
+    STEP 1  check the destination: refuse one that exists (unless --force-recreate) or that an app
+            has open (a -wal or -journal beside it, or a lock on it)
+    STEP 2  connect to PostgreSQL and take one snapshot (REPEATABLE READ, READ ONLY, DEFERRABLE)
+    STEP 3  plan from models.py; the target's tables must match the models (or --allow-drift)
+    STEP 4  build a temporary file beside the destination: the app's SQLite schema (SQLAlchemy's
+            SQLite dialect), then every table's rows as PostgreSQL prints them (the forward
+            direction's canonical stream, hashed as it arrives), converted to the app's form by
+            SQLite itself, then the indexes
+    STEP 5  verify the new file: counts and the checksum of every value (the forward codecs read
+            the file back into the same stream), foreign keys, integrity
+    STEP 6  fsync, rename into place (atomic), fsync the directory; report
+
+Any failure before step 6 removes the temporary file and leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import queue
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg2
+from psycopg2.extensions import connection as PgConnection
+from psycopg2.extensions import cursor as PgCursor
+from sqlalchemy import MetaData, Table
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from . import session
+from .convert import codec_for
+from .errors import INTERRUPTED, MigrationError, UsageError
+from .load import CSV_OPTIONS, hash_source, qualified_table
+from .options import Options
+from .output import Console, plural
+from .plan import build_plan, target_metadata
+from .report import RunReport
+from .schema_check import schema_differences
+from .source import open_source, quote_ident
+from .steps import Run
+from .target import connect
+from .validate import Validation
+
+BATCH_BYTES = 1024 * 1024  # rows handed to SQLite in one INSERT
+QUEUE_DEPTH = 4
+SQLITE = sqlite_dialect.dialect()
+
+
+@dataclass
+class ExportTable:
+    """A model table: as the app creates it in SQLite (`table`), where PostgreSQL holds it
+    (`qualified`), and the model columns PostgreSQL has (all of them, unless drift is allowed)."""
+
+    table: Table
+    qualified: str
+    columns: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+@dataclass
+class Exported:
+    table: str
+    columns: list[str]
+    rows: int
+    checksum: str
+
+
+def run_export(options: Options, console: Console, report: RunReport) -> None:
+    """The export job. Raises MigrationError with the one line to show."""
+    from models import Base  # the app's models: the schema the app creates on SQLite
+
+    started = time.perf_counter()
+    run = Run(options, console, report)
+    report.start(options)
+    dest = options.sqlite_path
+    console.step("🚀", f"PostgreSQL → SQLite export ({'dry-run' if options.dry_run else 'export'})")
+    console.detail(f"source: {options.target.masked} (schema {options.schema})")
+    console.detail(f"destination: {dest}")
+    check_destination(run, dest)  # STEP 1
+    conn = connect_snapshot(run)  # STEP 2
+    try:
+        with conn.cursor() as cur:
+            tables = plan_export(run, cur, Base.metadata)  # STEP 3
+            counts = _row_counts(cur, tables)
+            if options.dry_run:
+                _print_dry_run(console, dest, counts)
+                report.set_tables(
+                    {t: {"read": n, "written": n, "rejected": 0, "converted": 0} for t, n in counts.items()}
+                )
+            else:
+                tmp = _temp_beside(dest)
+                try:
+                    exported = build_file(run, cur, tmp, tables, counts)  # STEP 4
+                    verify_file(run, tmp, exported)  # STEP 5
+                    with run.phase("rename"):  # STEP 6
+                        _give_mode(tmp, dest)
+                        _fsync(tmp)
+                        os.replace(tmp, dest)
+                        _fsync_directory(dest.parent)
+                except BaseException:
+                    _remove(tmp)
+                    raise
+                report.set_tables({e.table: {"read": e.rows, "written": e.rows, "rejected": 0, "converted": 0}
+                                   for e in exported})  # fmt: skip
+    except psycopg2.Error as exc:
+        raise session.explain_failure(
+            exc,
+            options.target,
+            "exporting",
+            schema=options.schema,
+            lock_timeout=options.lock_timeout,
+            tables=[],
+        ) from None
+    finally:
+        session.rollback_quietly(conn)
+        conn.close()
+    report.duration_s = time.perf_counter() - started
+    _print_summary(console, report, dry_run=options.dry_run)
+
+
+# --- STEP 1 ----------------------------------------------------------------------------------
+
+
+def check_destination(run: Run, dest: Path) -> None:
+    """Never half-write or clobber: an existing file needs --force-recreate (and a yes on a
+    terminal); a file an app has open is refused even then."""
+    o = run.options
+    if dest.is_dir():
+        raise UsageError(f"{str(dest)!r} is a directory", "pass --sqlite-path PATH/TO/new.db")
+    if not dest.parent.is_dir():
+        raise UsageError(
+            f"the directory of {str(dest)!r} does not exist", "create it, or pass another --sqlite-path"
+        )
+    for companion in (Path(f"{dest}-wal"), Path(f"{dest}-journal")):
+        if companion.exists():
+            raise UsageError(
+                f"{str(dest)!r} is open in an app ({companion.name} beside it): replacing it would lose "
+                "what that app writes",
+                "stop the app (it removes the file when it closes the database), then re-run",
+            )
+    if not dest.exists():
+        return
+    if _locked(dest):
+        raise UsageError(
+            f"{str(dest)!r} is locked by another process (an app writing to it)", "stop the app, then re-run"
+        )
+    if not o.force_recreate:
+        raise UsageError(
+            f"{str(dest)!r} already exists",
+            "pass another --sqlite-path, or --force-recreate to replace it (only once the new file is verified)",
+        )
+    run.console.step("🗑️", f"--force-recreate: will replace {dest} once the export is verified")
+    if not o.dry_run and not o.yes and os.isatty(0):
+        if not run.console.confirm(f"Replace {dest} with the export of {o.target.masked}?"):
+            raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+
+
+def _locked(path: Path) -> bool:
+    """Whether another process holds a write lock on the file (SQLite's own locking says so)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc) or "busy" in str(exc)
+    except sqlite3.DatabaseError:
+        return False  # not a database (it will be replaced only with --force-recreate)
+    return False
+
+
+# --- STEPS 2 and 3 ---------------------------------------------------------------------------
+
+
+def connect_snapshot(run: Run) -> PgConnection:
+    """One read-only snapshot for the whole export: no pattern without its task, however busy the
+    app is. Transaction-scoped settings only (PgBouncer's transaction pooling keeps no session)."""
+    o, c = run.options, run.console
+    origin = "" if o.url_origin == "--postgres-url" else f" (from {o.url_origin})"
+    c.step("🐘", f"Connecting to PostgreSQL {o.target.masked}{origin} ...")
+    with run.phase("connect"):
+        conn = connect(o.target)
+        info = session.server_info(conn)
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True, deferrable=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (o.lock_timeout,))
+            cur.execute("SET LOCAL statement_timeout = 0")
+            cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # timestamps as the forward stream has them
+            cur.execute("SET LOCAL extra_float_digits = 3")
+    c.detail(f"✅ connected as {info.user}, PostgreSQL {info.version}; one read-only snapshot")
+    run.report.target_version = info.version
+    return conn
+
+
+def plan_export(run: Run, cur: PgCursor, metadata: MetaData) -> list[ExportTable]:
+    """The models' tables in foreign-key order, and which of their columns PostgreSQL has. Any
+    difference from the models is drift: refused unless --allow-drift, and always listed."""
+    o, c = run.options, run.console
+    in_schema = target_metadata(metadata, o.schema).tables  # the same tables, in PostgreSQL's schema
+    placed = [in_schema[f"{o.schema}.{t.name}"] for t in metadata.sorted_tables]
+    cur.execute(
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)",
+        (o.schema, [t.name for t in placed]),
+    )
+    present: dict[str, set[str]] = {}
+    for table, column in cur.fetchall():
+        present.setdefault(table, set()).add(column)
+    missing = [t.name for t in placed if t.name not in present]
+    if missing:
+        raise MigrationError(
+            f"PostgreSQL {o.target.masked} has no {', '.join(missing)} in schema {o.schema}",
+            "check --postgres-url and --schema (the app's tables are users, tasks, recurring_patterns)",
+        )
+    for table in placed:
+        for col in table.columns:
+            if col.name not in present[table.name] and not col.nullable and col.server_default is None:
+                raise MigrationError(
+                    f"PostgreSQL's {table.name} has no {col.name}, which the app's SQLite schema needs "
+                    "(NOT NULL, no default)",
+                    "align the target's tables with models.py",
+                )
+    differences = schema_differences(cur, placed, o.schema)
+    run.report.schema_differences = differences
+    if differences:
+        c.step("⚠️", f"PostgreSQL's tables and models.py differ in {plural(len(differences), 'place')}:")
+        for line in differences:
+            c.detail(line)
+        if not o.allow_drift:
+            raise MigrationError(
+                f"PostgreSQL's tables and models.py differ in {plural(len(differences), 'place')} (listed above)",
+                "re-run with --allow-drift to export the models' columns as listed, or align the models",
+            )
+    return [
+        ExportTable(
+            table,
+            qualified_table(pg),
+            [col.name for col in table.columns if col.name in present[pg.name]],
+        )
+        for table, pg in zip(metadata.sorted_tables, placed, strict=True)
+    ]
+
+
+def _row_counts(cur: PgCursor, tables: list[ExportTable]) -> dict[str, int]:
+    counts = {}
+    for et in tables:
+        cur.execute(f"SELECT count(*) FROM {et.qualified}")
+        counts[et.name] = cur.fetchone()[0]
+    return counts
+
+
+# --- STEP 4 ----------------------------------------------------------------------------------
+
+
+def _temp_beside(dest: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def build_file(
+    run: Run, cur: PgCursor, path: Path, tables: list[ExportTable], counts: dict[str, int]
+) -> list[Exported]:
+    """The app's schema, every row, then the indexes: one transaction on a file nobody else sees
+    yet, so no journal and no syncs until the end (it is verified and fsynced before it is used)."""
+    c = run.console
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.set_progress_handler(lambda: 1 if INTERRUPTED.is_set() else 0, 100_000)
+    try:
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("BEGIN")
+        c.step("🏗️", "Creating the app's SQLite tables from models.py ...")
+        for et in tables:
+            db.execute(str(CreateTable(et.table).compile(dialect=SQLITE)))
+        exported = []
+        with run.phase("copy"):
+            for et in tables:
+                c.step("📦", f"Exporting {et.name} ({counts[et.name]:,} rows) ...")
+                with c.progress(et.name, counts[et.name]) as bar:
+                    exported.append(copy_table_back(cur, db, et, bar.update))
+                c.detail(f"✅ {exported[-1].rows:,} rows")
+        c.step("🔗", "Building the app's indexes ...")
+        with run.phase("indexes"):
+            for et in tables:
+                for index in sorted(et.table.indexes, key=lambda ix: ix.name or ""):
+                    db.execute(str(CreateIndex(index).compile(dialect=SQLITE)))
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise _explain_write_error(exc, path) from None
+    finally:
+        db.close()
+    return exported
+
+
+def copy_table_back(
+    cur: PgCursor, db: sqlite3.Connection, et: ExportTable, progress: Callable[[int], object]
+) -> Exported:
+    """PostgreSQL prints the rows in id order as the forward stream's CSV (SQL-quoted values, so
+    each line is a row of SQL literals); SQLite parses batches of them and converts each value
+    to the app's form with the codecs' to_sqlite, in C. A thread does the inserts while
+    PostgreSQL sends the next rows; the stream is hashed as it arrives."""
+    cols = [et.table.c[name] for name in et.columns]
+    convert = ", ".join(codec_for(col).to_sqlite(f"column{i + 1}") for i, col in enumerate(cols))
+    names = ", ".join(quote_ident(n) for n in et.columns)
+    insert = f"INSERT INTO {quote_ident(et.name)} ({names}) SELECT {convert} FROM (VALUES "
+    (pk,) = et.table.primary_key.columns
+    copy = (
+        f"COPY (SELECT {names} FROM {et.qualified} ORDER BY {quote_ident(pk.name)}) "
+        f"TO STDOUT WITH ({CSV_OPTIONS.string}, FORCE_QUOTE *)"
+    )
+    with _RowSink(db, insert, progress) as sink:
+        with contextlib.redirect_stderr(io.StringIO()):  # psycopg2 echoes a lost connection there too
+            cur.copy_expert(copy, sink, size=1 << 20)
+    return Exported(et.name, et.columns, sink.rows, sink.digest.hexdigest())
+
+
+class _RowSink:
+    """A file-like sink for COPY TO: psycopg2 writes one row per call. Rows are batched and handed
+    to an inserter thread (sqlite3 releases the GIL while it works)."""
+
+    def __init__(self, db: sqlite3.Connection, insert: str, progress) -> None:
+        self._db = db
+        self._insert = insert
+        self._progress = progress
+        self._batch: list[str] = []
+        self._size = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._thread = threading.Thread(target=self._consume, name="sqlite-writer", daemon=True)
+        self.failure: BaseException | None = None
+        self.rows = 0
+        self.digest = hashlib.sha256()
+
+    def __enter__(self) -> _RowSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *rest: object) -> None:
+        if exc_type is None:
+            self._flush()
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None and self.failure is not None:
+            raise self.failure
+
+    def write(self, data: str | bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        text = data.decode() if isinstance(data, bytes) else data
+        self.digest.update(text.encode())
+        self._batch.append(text[:-1])  # without its newline
+        self._size += len(text)
+        self.rows += 1
+        if self._size >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        rows = len(self._batch)
+        sql = self._insert + "(" + "),(".join(self._batch) + "))"
+        self._batch, self._size = [], 0
+        self._queue.put((sql, rows))
+
+    def _consume(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.failure is not None:
+                continue
+            sql, rows = item
+            try:
+                self._db.execute(sql)
+                self._progress(rows)
+            except BaseException as exc:  # raised in the main thread at the next write or the end
+                self.failure = exc
+
+
+# --- STEP 5 ----------------------------------------------------------------------------------
+
+
+def verify_file(run: Run, path: Path, exported: list[Exported]) -> None:
+    """Read the new file back the forward way (its codecs, in id order) and compare with what
+    PostgreSQL sent, value for value; then foreign keys and integrity."""
+    c = run.console
+    c.step("🔍", "Verifying the new file: row counts, a checksum of every value, foreign keys, integrity ...")
+    sent = {e.table: e for e in exported}
+    with run.phase("verify"):
+        source = open_source(path)
+        try:
+            from models import Base
+
+            plan = build_plan(source, Base.metadata, schema="public", conversions=run.options.conversions)
+            problems = []
+            validation = Validation()
+            for tp in plan.tables:
+                e = sent[tp.name]
+                tp = replace(tp, columns=[col for col in tp.columns if col.name in e.columns])
+                log = hash_source(source, tp, validation, lambda chunk: None)
+                ok = log.total_rows == e.rows and log.checksum == e.checksum
+                c.detail(
+                    f"{'✅' if ok else '❌'} {tp.name}: {log.total_rows:,} / {e.rows:,} rows, values {'match' if ok else 'DIFFER'}"
+                )
+                if not ok:
+                    problems.append(tp.name)
+            orphans = source.conn.execute("SELECT count(*) FROM pragma_foreign_key_check").fetchone()[0]
+            integrity = source.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            source.close()
+    integrity = integrity.decode() if isinstance(integrity, bytes) else integrity
+    c.detail(f"{'✅' if not orphans else '❌'} foreign keys: {orphans} orphans; integrity: {integrity}")
+    if problems or orphans or integrity != "ok":
+        what = (
+            f"values differ in {', '.join(problems)}"
+            if problems
+            else f"{orphans} orphans"
+            if orphans
+            else integrity
+        )
+        raise MigrationError(
+            f"the new file does not match PostgreSQL ({what}); the destination was not touched",
+            "this should not happen: please report it with the --report output",
+        )
+
+
+# --- STEP 6 and helpers ----------------------------------------------------------------------
+
+
+def _give_mode(tmp: Path, dest: Path) -> None:
+    """The permissions the file would have had: those of the file it replaces, else the umask's
+    (mkstemp makes its files private)."""
+    if dest.exists():
+        mode = dest.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    for p in (path, Path(f"{path}-journal")):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _explain_write_error(exc: sqlite3.Error, path: Path) -> MigrationError:
+    msg = str(exc)
+    if "full" in msg.lower() or "disk i/o" in msg.lower():
+        return MigrationError(
+            f"no room to write the export beside the destination ({msg}); the destination was not touched",
+            f"free space in {path.parent} (the export needs about the size of the data), then re-run",
+        )
+    if "interrupt" in msg.lower() and INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+    return MigrationError(f"writing the export failed ({msg}); the destination was not touched")
+
+
+def _print_dry_run(console: Console, dest: Path, counts: dict[str, int]) -> None:
+    console.step("📋", "Dry run: this is what the export would do (nothing was written):")
+    for table, n in counts.items():
+        console.detail(f"export {table}: {n:,} rows")
+    console.detail(f"into a temporary file beside {dest}, verified, then renamed to {dest.name}")
+
+
+def _print_summary(console: Console, report: RunReport, *, dry_run: bool) -> None:
+    console.step("📊", "Summary:")
+    for table, counts in report.tables.items():
+        console.detail(
+            f"{table:<20} read {counts['read']:>10,}  {'would write' if dry_run else 'written'} {counts['written']:>10,}"
+        )
+    phases = ", ".join(f"{k} {s:.2f}s" for k, s in report.phases.items())
+    console.detail(f"phases: {phases}")
+    verb = "Dry run passed: the export would succeed" if dry_run else "Export completed and verified"
+    console.result("🎉", f"{verb} in {report.duration_s or 0:.2f}s")
