@@ -80,19 +80,20 @@ def pragmas_of(path: Path | str) -> dict[str, tuple]:
     return out
 
 
-_APP: dict[str, object] = {}
+_APP: list[tuple] = []
 
 
-def app_file() -> Path:
-    """An empty todo.db as the app creates it (models.Base.metadata.create_all on SQLite)."""
-    if "path" not in _APP:
-        folder = Path(tempfile.mkdtemp(prefix="app-schema-"))
-        path = folder / "app.db"
-        engine = create_engine(f"sqlite:///{path}")
-        Base.metadata.create_all(engine)
-        engine.dispose()
-        _APP["path"] = path
-    return _APP["path"]  # type: ignore[return-value]
+def app_facts() -> tuple[dict, dict, dict]:
+    """(schema_of, pragmas_of, header) of an empty todo.db as the app creates it
+    (models.Base.metadata.create_all on SQLite); made once, in a folder removed at once."""
+    if not _APP:
+        with tempfile.TemporaryDirectory(prefix="app-schema-") as folder:
+            path = Path(folder) / "app.db"
+            engine = create_engine(f"sqlite:///{path}")
+            Base.metadata.create_all(engine)
+            engine.dispose()
+            _APP.append((schema_of(path), pragmas_of(path), header(path)))
+    return _APP[0]
 
 
 def header(path: Path | str) -> dict[str, int]:
@@ -114,8 +115,8 @@ def assert_app_schema(path: Path | str) -> None:
     defaults and foreign keys as create_all gives; a rollback-journal, UTF-8 file; whole and with
     every foreign key satisfied; no -wal/-journal/-shm beside it."""
     path = Path(path)
-    app = app_file()
-    got, want = schema_of(path), schema_of(app)
+    want, want_pragmas, want_header = app_facts()
+    got = schema_of(path)
     problems = []
     for name in sorted(set(got) | set(want)):
         if name not in got:
@@ -125,8 +126,8 @@ def assert_app_schema(path: Path | str) -> None:
         elif got[name] != want[name]:
             problems.append(f"{name} differs:\n  export: {got[name]}\n  app:    {want[name]}")
     assert not problems, f"{path.name}'s schema is not the app's:\n" + "\n".join(problems)
-    assert pragmas_of(path) == pragmas_of(app)
-    got_header, want_header = header(path), header(app)
+    assert pragmas_of(path) == want_pragmas
+    got_header = header(path)
     assert got_header == want_header, f"header {got_header}, the app's file has {want_header}"
     for suffix in ("-wal", "-journal", "-shm"):
         assert not Path(f"{path}{suffix}").exists(), f"{path.name}{suffix} beside the export"
