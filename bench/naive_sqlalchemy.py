@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import Boolean, DateTime, create_engine, insert, select, text
 
-from sqlalchemy import Boolean, DateTime, create_engine, insert, select, text  # noqa: E402
-
-from models import Base  # noqa: E402
+from models import Base
 
 BATCH = 1000
 

@@ -1,6 +1,6 @@
 """`make bench`: this tool side by side with its baselines, in one run, on one throwaway server.
 
-    python bench/run.py [--tasks 1000000] [--repeat 1] [--skip naive,pgloader]
+    python -m bench.run [--tasks 1000000] [--repeat 1] [--skip naive,pgloader]
 
 Generates a deterministic todo.db (cached in bench/data/), starts a local PostgreSQL with default
 durability settings, and runs each contender into a fresh database:
@@ -30,14 +30,13 @@ from pathlib import Path
 import psutil
 import psycopg2
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from models import Base
+from todo_migration.load import create_table_sql, foreign_key_sql, key_and_index_sql, qualified
+from todo_migration.plan import TablePlan
+from tools.make_todo_db import make_todo_db, sizes
+from tools.pgserver import LocalPostgres
 
-from models import Base  # noqa: E402
-from todo_migration.load import create_table_sql, foreign_key_sql, key_and_index_sql, qualified  # noqa: E402
-from todo_migration.plan import TablePlan  # noqa: E402
-from tools.make_todo_db import make_todo_db, sizes  # noqa: E402
-from tools.pgserver import LocalPostgres  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TABLES = [t.name for t in Base.metadata.sorted_tables]
 

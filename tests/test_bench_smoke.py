@@ -11,9 +11,9 @@ from conftest import ROOT
 def test_benchmark_smoke(tmp_path):
     out_json = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--tasks", "10000", "--skip", "pgloader",
+        [sys.executable, "-m", "bench.run", "--tasks", "10000", "--skip", "pgloader",
          "--json", str(out_json), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("raw pipe", "migrate_sqlite_to_postgres.py", "naive SQLAlchemy"):

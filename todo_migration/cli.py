@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 INTERRUPTED_LINE = "interrupted; the transaction was rolled back, nothing was changed in PostgreSQL"
+INTERRUPTED_EXPORT = "interrupted; the temporary file was removed, the destination was not touched"
 
 
 def _main(argv: list[str] | None) -> int:
@@ -263,10 +264,12 @@ def _main(argv: list[str] | None) -> int:
     report = RunReport()
     report_path: Path | None = None
     debug = False
+    interrupted = INTERRUPTED_LINE
     code = EXIT_OK
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
+        interrupted = INTERRUPTED_EXPORT if args.reverse and not args.verify_only else INTERRUPTED_LINE
         console = Console(quiet=args.quiet)
         _, report_path = output_paths(args)
         options = options_from(args, report_path)
@@ -275,11 +278,11 @@ def _main(argv: list[str] | None) -> int:
         else:  # --reverse --verify-only compares the same two databases as the forward check
             run_migration(options, console, report)
     except KeyboardInterrupt:
-        console.error(INTERRUPTED_LINE)
-        report.fail(INTERRUPTED_LINE)
+        console.error(interrupted)
+        report.fail(interrupted)
         code = EXIT_INTERRUPTED
     except MigrationError as exc:
-        line = INTERRUPTED_LINE if INTERRUPTED.is_set() else exc.one_line()  # e.g. a cancelled query
+        line = interrupted if INTERRUPTED.is_set() else exc.one_line()  # e.g. a cancelled query
         console.error(line)
         report.fail(line)
         code = EXIT_INTERRUPTED if INTERRUPTED.is_set() else exc.exit_code
@@ -287,8 +290,8 @@ def _main(argv: list[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except Exception as exc:
         if INTERRUPTED.is_set():
-            console.error(INTERRUPTED_LINE)
-            report.fail(INTERRUPTED_LINE)
+            console.error(interrupted)
+            report.fail(interrupted)
             return _write_report(console, report, report_path, EXIT_INTERRUPTED)
         if debug:
             traceback.print_exc()

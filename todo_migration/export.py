@@ -47,12 +47,11 @@ from .plan import build_plan, target_metadata
 from .report import RunReport
 from .schema_check import schema_differences
 from .source import open_source, quote_ident
-from .steps import Run
-from .target import connect
-from .validate import Validation
+from .steps import Run, connect_postgres
+from .validate import ValuesCheck, assume_canonical
 
-BATCH_BYTES = 1024 * 1024  # rows handed to SQLite in one INSERT
-QUEUE_DEPTH = 4
+BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT (its program grows with it)
+QUEUE_DEPTH = 2
 SQLITE = sqlite_dialect.dialect()
 
 
@@ -189,21 +188,10 @@ def _locked(path: Path) -> bool:
 def connect_snapshot(run: Run) -> PgConnection:
     """One read-only snapshot for the whole export: no pattern without its task, however busy the
     app is. Transaction-scoped settings only (PgBouncer's transaction pooling keeps no session)."""
-    o, c = run.options, run.console
-    origin = "" if o.url_origin == "--postgres-url" else f" (from {o.url_origin})"
-    c.step("🐘", f"Connecting to PostgreSQL {o.target.masked}{origin} ...")
-    with run.phase("connect"):
-        conn = connect(o.target)
-        info = session.server_info(conn)
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True, deferrable=True)
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, true)", (o.lock_timeout,))
-            cur.execute("SET LOCAL statement_timeout = 0")
-            cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # timestamps as the forward stream has them
-            cur.execute("SET LOCAL extra_float_digits = 3")
-    c.detail(f"✅ connected as {info.user}, PostgreSQL {info.version}; one read-only snapshot")
-    run.report.target_version = info.version
+    conn, _ = connect_postgres(run)
+    with conn.cursor() as cur:
+        session.begin_snapshot(cur, lock_timeout=run.options.lock_timeout)
+    run.console.detail("✅ one read-only snapshot (REPEATABLE READ): nothing is written to PostgreSQL")
     return conn
 
 
@@ -280,7 +268,8 @@ def build_file(
     """The app's schema, every row, then the indexes: one transaction on a file nobody else sees
     yet, so no journal and no syncs until the end (it is verified and fsynced before it is used)."""
     c = run.console
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Every batch is a statement of its own: caching them would keep each one's text and program.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=0)
     db.set_progress_handler(lambda: 1 if INTERRUPTED.is_set() else 0, 100_000)
     try:
         db.execute("PRAGMA journal_mode = OFF")
@@ -406,14 +395,20 @@ def verify_file(run: Run, path: Path, exported: list[Exported]) -> None:
 
             plan = build_plan(source, Base.metadata, schema="public", conversions=run.options.conversions)
             problems = []
-            validation = Validation()
+            # Every value must be in the app's own form (the exact canonical test) and, printed the
+            # way PostgreSQL prints it, give the very stream PostgreSQL sent.
+            not_canonical = ValuesCheck(source, plan, shape=False).result()
+            if not_canonical is not None:
+                problems.append(f"{not_canonical} (a value not in the app's form)")
+            validation = assume_canonical(plan)
             for tp in plan.tables:
                 e = sent[tp.name]
                 tp = replace(tp, columns=[col for col in tp.columns if col.name in e.columns])
                 log = hash_source(source, tp, validation, lambda chunk: None)
                 ok = log.total_rows == e.rows and log.checksum == e.checksum
                 c.detail(
-                    f"{'✅' if ok else '❌'} {tp.name}: {log.total_rows:,} / {e.rows:,} rows, values {'match' if ok else 'DIFFER'}"
+                    f"{'✅' if ok else '❌'} {tp.name}: {log.total_rows:,} / {e.rows:,} rows, "
+                    f"values {'match' if ok else 'DIFFER'}"
                 )
                 if not ok:
                     problems.append(tp.name)

@@ -44,11 +44,7 @@ def server_info(conn: PgConnection) -> ServerInfo:
 def begin(cur: PgCursor, *, read_only: bool, lock_timeout: str, wait: bool, schema: str) -> None:
     """Settings for this transaction only, then the one-migration-at-a-time lock."""
     cur.connection.readonly = read_only  # psycopg2 opens the transaction with BEGIN [READ ONLY]
-    cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
-    cur.execute("SET LOCAL statement_timeout = 0")
-    cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-    cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # verification reads timestamps back as sent
-    cur.execute("SET LOCAL synchronize_seqscans = off")  # a fresh table reads back in the order sent
+    _set_local(cur, lock_timeout)
     if not read_only:
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
@@ -64,6 +60,21 @@ def begin(cur: PgCursor, *, read_only: bool, lock_timeout: str, wait: bool, sche
             f"another migration into this database (schema {schema}) is running",
             "wait for it to finish, or re-run with --wait to queue behind it; nothing was changed",
         )
+
+
+def begin_snapshot(cur: PgCursor, *, lock_timeout: str) -> None:
+    """A read-only snapshot that holds for the whole transaction (the export): REPEATABLE READ,
+    READ ONLY, DEFERRABLE. No migration lock: it writes nothing."""
+    cur.connection.set_session(isolation_level="REPEATABLE READ", readonly=True, deferrable=True)
+    _set_local(cur, lock_timeout)
+
+
+def _set_local(cur: PgCursor, lock_timeout: str) -> None:
+    cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+    cur.execute("SET LOCAL statement_timeout = 0")
+    cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+    cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # timestamps read back as the stream sends them
+    cur.execute("SET LOCAL synchronize_seqscans = off")  # a fresh table reads back in the order sent
 
 
 def stable_hash(text: str) -> int:

@@ -123,9 +123,8 @@ def _report_not_migrated(run: Run, source: Source) -> None:
         run.console.detail(f"{obj.kind:<8} {obj.name} (on {obj.table}): not migrated")
 
 
-def connect_target(run: Run, plan: Plan) -> tuple[PgConnection, Plan]:
-    """Connect; the plan's codecs then learn the target's encoding, so the pre-flight checks what
-    the load will meet."""
+def connect_postgres(run: Run) -> tuple[PgConnection, session.ServerInfo]:
+    """Connect (either direction), say to what and as whom."""
     o, c = run.options, run.console
     origin = "" if o.url_origin == "--postgres-url" else f" (from {o.url_origin})"
     c.step("🐘", f"Connecting to PostgreSQL {o.target.masked}{origin} ...")
@@ -135,6 +134,13 @@ def connect_target(run: Run, plan: Plan) -> tuple[PgConnection, Plan]:
     encoding = "" if info.encoding == "UTF8" else f", encoding {info.encoding}"
     c.detail(f"✅ connected as {info.user}, PostgreSQL {info.version}{encoding}")
     run.report.target_version = info.version
+    return conn, info
+
+
+def connect_target(run: Run, plan: Plan) -> tuple[PgConnection, Plan]:
+    """Connect; the plan's codecs then learn the target's encoding, so the pre-flight checks what
+    the load will meet."""
+    conn, info = connect_postgres(run)
     return conn, for_target(plan, replace(plan.conversions, target_encoding=info.encoding))
 
 

@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import create_engine
 
-from sqlalchemy import create_engine  # noqa: E402
-
-from models import Base  # noqa: E402
+from models import Base
 
 WORDS = (
     "review plan write call email fix deploy test refactor design buy book pay clean update prepare "

