@@ -168,11 +168,13 @@ def check_destination(run: Run, dest: Path) -> None:
 
 
 def _locked(path: Path) -> bool:
-    """Whether another process holds a write lock on the file (SQLite's own locking says so)."""
+    """Whether another process has the file open in a transaction, reading or writing: only then
+    does SQLite refuse us its EXCLUSIVE lock (taken and given back at once; nothing is written)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
         try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("ROLLBACK")
         finally:
             conn.close()
     except sqlite3.OperationalError as exc:

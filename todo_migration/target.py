@@ -325,9 +325,13 @@ def explain_run_error(
         return MigrationError(
             f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True
         )
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or (
-        getattr(exc, "pgcode", None) or ""
-    ).startswith(("08", "57P")):
+    # A connection cut mid-COPY TO reaches psycopg2 as a bare status with no message from libpq.
+    cut = "no message from the libpq" in msg or "server closed the connection" in msg
+    if (
+        cut
+        or isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+        or (getattr(exc, "pgcode", None) or "").startswith(("08", "57P"))
+    ):
         return MigrationError(
             f"lost the connection to PostgreSQL while {doing} ({first})",
             CONNECTION_LOST_HINT,
