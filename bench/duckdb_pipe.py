@@ -26,6 +26,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_progress_bar = false")  # nobody watches: the bench captures stdout
     con.execute("SET extension_directory = ?", [extensions])
     con.execute("LOAD sqlite")
     con.execute("LOAD postgres")
