@@ -1,10 +1,16 @@
 """`make bench`: this tool side by side with its baselines, in one run, on one throwaway server.
 
-    python -m bench.run [--tasks 1000000] [--repeat 1] [--skip naive,pgloader]
+    python -m bench.run [--tasks 1000000] [--repeat 1] [--skip naive,pgloader,duckdb]
 
 Generates a deterministic todo.db (cached in bench/data/), starts a local PostgreSQL with default
 durability settings, and runs each contender into a fresh database:
   raw pipe   sqlite3 -csv | psql \\copy into bare tables, then keys, indexes, foreign keys, sequences
+  DuckDB     the same bare tables, then DuckDB ATTACHes todo.db (TYPE sqlite) and the database
+             (TYPE postgres) and runs INSERT INTO pg.<table> SELECT ... per table (binary COPY),
+             then the raw pipe's keys, indexes, foreign keys, sequences. DuckDB lives in the bench's
+             own venv (bench/.duckdb-venv, made on first use from PyPI: duckdb and the offline
+             extension packages duckdb-ext-sqlite / duckdb-ext-postgres); it loads nothing from the
+             network at run time. If it cannot be installed, the run says so and goes on.
   this tool  migrate_sqlite_to_postgres.py with default settings (validation and verification on)
   pgloader   when installed (apt-get install pgloader)
   naive      a typical SQLAlchemy batch-insert script (bench/naive_sqlalchemy.py)
@@ -39,6 +45,15 @@ from tools.pgserver import LocalPostgres
 ROOT = Path(__file__).resolve().parent.parent
 
 TABLES = [t.name for t in Base.metadata.sorted_tables]
+
+# DuckDB and its extensions are released together: the extension packages carry the files built for
+# exactly one DuckDB version, so the three are pinned as one.
+DUCKDB_REQUIREMENTS = [
+    "duckdb==1.4.4",
+    "duckdb-ext-sqlite==1.4.4.20260205",
+    "duckdb-ext-postgres==1.4.4.20260205",
+]
+DUCKDB_ENV = ROOT / "bench" / ".duckdb-venv"
 
 
 @dataclass
@@ -79,23 +94,94 @@ def bare_plans() -> list[TablePlan]:
     return [TablePlan(t.name, t, [], [], [], 0, True) for t in Base.metadata.sorted_tables]
 
 
-def raw_pipe_script(db: Path, url: str) -> str:
-    """The fastest honest baseline: no checks, but the same tables, keys, indexes and sequences."""
+def schema_sql() -> str:
+    """The bare typed tables: columns, types, NOT NULLs, defaults, serial ids; no keys yet."""
+    return ";\n".join(create_table_sql(tp) for tp in bare_plans()) + ";"
+
+
+def after_sql() -> str:
+    """Primary keys, indexes, foreign keys and sequences, as the tool builds them after its copy."""
     plans = bare_plans()
-    create = ";\n".join(create_table_sql(tp) for tp in plans)
     after = ";\n".join(s for tp in plans for s in key_and_index_sql(tp))
     after += ";\n" + ";\n".join(s for tp in plans for s in foreign_key_sql(tp))
     after += ";\n" + ";\n".join(
         f"SELECT setval(pg_get_serial_sequence('{tp.name}', 'id'), max(id)) FROM {qualified(tp)}"
         for tp in plans
     )
-    lines = ["set -eo pipefail", f"psql -X -q '{url}' <<'SQL'\n{create};\nSQL"]
+    return after + ";"
+
+
+def raw_pipe_script(db: Path, url: str) -> str:
+    """The fastest honest baseline: no checks, but the same tables, keys, indexes and sequences."""
+    lines = ["set -eo pipefail", f"psql -X -q '{url}' <<'SQL'\n{schema_sql()}\nSQL"]
     for name in TABLES:
         lines.append(
             f"sqlite3 -csv '{db}' 'SELECT * FROM {name}' | psql -X -q '{url}' -c '\\copy {name} FROM STDIN CSV'"
         )
-    lines.append(f"psql -X -q '{url}' <<'SQL'\n{after};\nSQL")
+    lines.append(f"psql -X -q '{url}' <<'SQL'\n{after_sql()}\nSQL")
     return "\n".join(lines)
+
+
+def duckdb_pipe_script(python: Path, db: Path, url: str) -> str:
+    """What a data engineer types: DuckDB reads todo.db with its sqlite extension and writes through
+    its postgres extension (binary COPY), into the raw pipe's bare tables, in foreign-key order;
+    then the raw pipe's keys, indexes, foreign keys and sequences. No checks."""
+    inserts = []
+    for table in Base.metadata.sorted_tables:
+        cols = ", ".join(f'"{c.name}"' for c in table.columns)
+        inserts.append(f"INSERT INTO pg.{table.name} ({cols}) SELECT {cols} FROM todo.{table.name};")
+    duck = "\n".join(
+        [
+            f"ATTACH '{db}' AS todo (TYPE sqlite, READ_ONLY);",
+            f"ATTACH '{url}' AS pg (TYPE postgres);",
+            *inserts,
+        ]
+    )
+    return "\n".join(
+        [
+            "set -eo pipefail",
+            f"psql -X -q '{url}' <<'SQL'\n{schema_sql()}\nSQL",
+            f"'{python}' '{ROOT / 'bench' / 'duckdb_pipe.py'}' <<'SQL'\n{duck}\nSQL",
+            f"psql -X -q '{url}' <<'SQL'\n{after_sql()}\nSQL",
+        ]
+    )
+
+
+def duckdb_python(env_dir: Path) -> Path | None:
+    """The bench venv's python with DuckDB and its two extensions, made on first use, or None. Either
+    way one line is printed when something was attempted. The project's own venv never gets DuckDB."""
+    python = env_dir / "bin" / "python"
+    stamp = env_dir / ".installed"
+    wanted = " ".join(DUCKDB_REQUIREMENTS)
+    step = "load its extensions offline"
+    try:
+        if not (stamp.exists() and stamp.read_text().strip() == wanted and python.exists()):
+            step = f"install {wanted}"
+            print(f"DuckDB pipe: installing {wanted} into {env_dir} ... ", end="", flush=True)
+            shutil.rmtree(env_dir, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(env_dir)], check=True, capture_output=True, text=True
+            )
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--retries", "1",
+                 "--timeout", "30", *DUCKDB_REQUIREMENTS],
+                check=True, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+            stamp.write_text(wanted + "\n")
+            print("done", flush=True)
+            step = "load its extensions offline"
+        # Both extensions load with no network, or the contender is left out rather than failing.
+        subprocess.run(
+            [str(python), str(ROOT / "bench" / "duckdb_pipe.py"), "--check"],
+            check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        last = next((line for line in reversed(detail.strip().splitlines()) if line.strip()), "?")
+        lead = "failed: " if step.startswith("install") else "DuckDB pipe: "
+        print(f"{lead}could not {step} ({last.strip()[:160]}): skipped", flush=True)
+        return None
+    return python
 
 
 def counts(url: str) -> dict[str, int]:
@@ -115,13 +201,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest counts")
-    p.add_argument("--skip", default="", help="comma-separated: raw,tool,pgloader,naive")
+    p.add_argument("--skip", default="", help="comma-separated: raw,duckdb,tool,pgloader,naive")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
         "--data-dir",
         type=Path,
         default=ROOT / "bench" / "data",
         help="where generated todo.db files are kept",
+    )
+    p.add_argument(
+        "--duckdb-env",
+        type=Path,
+        default=DUCKDB_ENV,
+        help="the bench's own venv for DuckDB (made on first use; never the project's venv)",
     )
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
@@ -140,6 +232,7 @@ def main() -> int:
 
     contenders = {
         "raw pipe (sqlite3 | psql COPY)": ("raw", lambda url: (raw_pipe_script(db, url), True)),
+        "DuckDB pipe (ATTACH + INSERT)": ("duckdb", lambda url: (duckdb_pipe_script(duck_python, db, url), True)),
         "migrate_sqlite_to_postgres.py": (
             "tool",
             lambda url: ([sys.executable, str(ROOT / "migrate_sqlite_to_postgres.py"), "--sqlite-path", str(db),
@@ -151,6 +244,11 @@ def main() -> int:
     if not shutil.which("pgloader"):
         skip.add("pgloader")
         print("pgloader not installed (apt-get install pgloader): skipped")
+    duck_python: Path | None = None
+    if "duckdb" not in skip:
+        duck_python = duckdb_python(a.duckdb_env.resolve())
+        if duck_python is None:
+            skip.add("duckdb")
     report_path = Path(tempfile.mkdtemp()) / "report.json"
     results: list[Result] = []
     phases: dict[str, float] = {}
