@@ -124,12 +124,6 @@ def resolve_target_url(cli_url: str | None, environ: dict[str, str], dotenv_path
     )
 
 
-def parse_options(argv: list[str] | None) -> Options:
-    """Flags and the environment as Options (for callers that need no report on failure)."""
-    args = build_parser().parse_args(argv)
-    return options_from(args, output_paths(args)[1])
-
-
 def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     """(--rejects, --report), refused where they would overwrite the source. Checked first, so a
     refused --report is never written either."""
@@ -147,7 +141,7 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return rejects, report
 
 
-def options_from(args: argparse.Namespace, report: Path | None) -> Options:
+def options_from(args: argparse.Namespace, rejects: Path | None, report: Path | None) -> Options:
     if args.reverse:
         refuse_forward_only_flags(args)
     if args.dry_run and args.verify_only:
@@ -165,7 +159,6 @@ def options_from(args: argparse.Namespace, report: Path | None) -> Options:
         )
     if not args.schema.strip():
         raise UsageError("--schema is empty", "pass a schema name, e.g. --schema public")
-    rejects, _ = output_paths(args)
     url, origin = resolve_target_url(args.postgres_url, dict(os.environ), Path.cwd() / ".env")
     return Options(
         sqlite_path=Path(args.sqlite_path).expanduser(),
@@ -226,7 +219,8 @@ def refuse_output_over_source(source: Path, outputs: dict[str, Path | None]) -> 
         for other in protected:
             if _same_file(path, other):
                 raise UsageError(
-                    f"{flag} {str(path)!r} is the source database {other.name!r}: writing it would destroy todo.db",
+                    f"{flag} {str(path)!r} would overwrite {other.name!r}, a file of the source database: "
+                    "the tool never writes to its source",
                     f"pass another path, e.g. {flag} {source.with_name(source.name + '.rejects.jsonl' if flag == '--rejects' else 'migration-report.json')}",
                 )
         resolved = path.resolve()
@@ -274,8 +268,8 @@ def _main(argv: list[str] | None) -> int:
         debug = args.debug
         interrupted = INTERRUPTED_EXPORT if args.reverse and not args.verify_only else INTERRUPTED_LINE
         console = Console(quiet=args.quiet)
-        _, report_path = output_paths(args)
-        options = options_from(args, report_path)
+        rejects_path, report_path = output_paths(args)
+        options = options_from(args, rejects_path, report_path)
         if options.reverse and not options.verify_only:
             run_export(options, console, report)
         else:  # --reverse --verify-only compares the same two databases as the forward check
