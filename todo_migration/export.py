@@ -95,6 +95,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
             tables = plan_export(run, cur, Base.metadata)  # STEP 3
             counts = _row_counts(cur, tables)
             if options.dry_run:
+                _remove(_temp_beside(dest))  # the real run's temporary file can be made there
                 _print_dry_run(console, dest, counts)
                 report.set_tables(
                     {t: {"read": n, "written": n, "rejected": 0, "converted": 0} for t, n in counts.items()}
@@ -259,7 +260,14 @@ def _row_counts(cur: PgCursor, tables: list[ExportTable]) -> dict[str, int]:
 
 
 def _temp_beside(dest: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    """The file the export is built in: beside the destination, so the rename is atomic."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise MigrationError(
+            f"cannot create a file in {str(dest.parent)!r} ({exc.strerror}); nothing was written",
+            "pass a --sqlite-path in a directory you can write to",
+        ) from None
     os.close(fd)
     return Path(name)
 
