@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - sample todo.db -> throwaway PostgreSQL: --dry-run, then the migration"
 	@echo "make test   - the test suite against a real PostgreSQL (TEST_DATABASE_URL or a throwaway one)"
 	@echo "make lint   - ruff check and ruff format --check"
-	@echo "make bench  - benchmark against a raw COPY pipe, DuckDB, pgloader and a naive insert script (SIZE=$(SIZE))"
+	@echo "make bench  - benchmark both ways: raw pipes, DuckDB, pgloader, a naive insert script; back: db-to-sqlite (SIZE=$(SIZE))"
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -1,9 +1,9 @@
 """`make bench`: this tool side by side with its baselines, in one run, on one throwaway server.
 
-    python -m bench.run [--tasks 1000000] [--repeat 1] [--skip naive,pgloader,duckdb]
+    python -m bench.run [--tasks 1000000] [--repeat 1] [--skip naive,pgloader,duckdb,db-to-sqlite]
 
 Generates a deterministic todo.db (cached in bench/data/), starts a local PostgreSQL with default
-durability settings, and runs each contender into a fresh database:
+durability settings, and runs each forward contender into a fresh database:
   raw pipe   sqlite3 -csv | psql \\copy into bare tables, then keys, indexes, foreign keys, sequences
   DuckDB     the same bare tables, then DuckDB ATTACHes todo.db (TYPE sqlite) and the database
              (TYPE postgres) and runs INSERT INTO pg.<table> SELECT ... per table (binary COPY),
@@ -14,8 +14,18 @@ durability settings, and runs each contender into a fresh database:
   this tool  migrate_sqlite_to_postgres.py with default settings (validation and verification on)
   pgloader   when installed (apt-get install pgloader)
   naive      a typical SQLAlchemy batch-insert script (bench/naive_sqlalchemy.py)
-Prints wall time, the ratio to the raw pipe, peak RSS (the whole process tree) and rows/s, then
-this tool's phases. Every contender's row counts are checked afterwards.
+Then the way back, from one database holding the migrated data (this tool's forward result, or an
+untimed forward migration when the tool was skipped; VACUUM ANALYZE first, untimed), each reverse
+contender writing a NEW SQLite file:
+  raw pipe   the app's bare SQLite tables (models.py through SQLAlchemy's SQLite dialect, without
+             the indexes), then per table psql COPY (SELECT ... ORDER BY id) TO STDOUT (FORMAT csv)
+             | sqlite3 .import --csv, booleans printed as 0/1 and timestamps in SQLAlchemy's form by
+             the SELECT; then NULLs put back (.import reads an empty field as ''), then the indexes
+  this tool  migrate_sqlite_to_postgres.py --reverse with default settings (verification on)
+  db-to-sqlite  simonw's db-to-sqlite --all, in the bench's own venv (bench/.db-to-sqlite-venv, made
+             on first use from PyPI); left out with one line if it cannot be installed
+Prints wall time, the ratio to the raw pipe (of the same direction), peak RSS (the whole process
+tree) and rows/s, then this tool's phases. Every contender's row counts are checked afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +34,9 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,6 +47,9 @@ from pathlib import Path
 
 import psutil
 import psycopg2
+from sqlalchemy import Boolean, DateTime
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from models import Base
 from todo_migration.load import create_table_sql, foreign_key_sql, key_and_index_sql, qualified
@@ -54,6 +69,17 @@ DUCKDB_REQUIREMENTS = [
     "duckdb-ext-postgres==1.4.4.20260205",
 ]
 DUCKDB_ENV = ROOT / "bench" / ".duckdb-venv"
+
+# db-to-sqlite 1.5 with the versions of its dependencies it was benchmarked with: psycopg2 as the
+# binary wheel (nothing compiled), and SQLAlchemy 2.0, whose postgresql:// means psycopg2 (2.1's
+# means psycopg 3).
+DB_TO_SQLITE_REQUIREMENTS = [
+    "db-to-sqlite==1.5",
+    "sqlite-utils==4.2.1",
+    "SQLAlchemy==2.0.58",
+    "psycopg2-binary==2.9.13",
+]
+DB_TO_SQLITE_ENV = ROOT / "bench" / ".db-to-sqlite-venv"
 
 
 @dataclass
@@ -147,41 +173,129 @@ def duckdb_pipe_script(python: Path, db: Path, url: str) -> str:
     )
 
 
-def duckdb_python(env_dir: Path) -> Path | None:
-    """The bench venv's python with DuckDB and its two extensions, made on first use, or None. Either
-    way one line is printed when something was attempted. The project's own venv never gets DuckDB."""
+def bench_venv(
+    label: str, env_dir: Path, requirements: list[str], check: list[str], step: str
+) -> Path | None:
+    """A contender's own venv (never the project's), made on first use from PyPI: its python, or
+    None. `check` (run with that python) must pass offline. Either way one line is printed when
+    something was attempted."""
     python = env_dir / "bin" / "python"
     stamp = env_dir / ".installed"
-    wanted = " ".join(DUCKDB_REQUIREMENTS)
-    step = "load its extensions offline"
+    wanted = " ".join(requirements)
+    doing = step
     try:
         if not (stamp.exists() and stamp.read_text().strip() == wanted and python.exists()):
-            step = f"install {wanted}"
-            print(f"DuckDB pipe: installing {wanted} into {env_dir} ... ", end="", flush=True)
+            doing = f"install {wanted}"
+            print(f"{label}: installing {wanted} into {env_dir} ... ", end="", flush=True)
             shutil.rmtree(env_dir, ignore_errors=True)
             subprocess.run(
                 [sys.executable, "-m", "venv", str(env_dir)], check=True, capture_output=True, text=True
             )
             subprocess.run(
                 [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--retries", "1",
-                 "--timeout", "30", *DUCKDB_REQUIREMENTS],
+                 "--timeout", "30", *requirements],
                 check=True, capture_output=True, text=True, timeout=900,
             )  # fmt: skip
             stamp.write_text(wanted + "\n")
             print("done", flush=True)
-            step = "load its extensions offline"
-        # Both extensions load with no network, or the contender is left out rather than failing.
-        subprocess.run(
-            [str(python), str(ROOT / "bench" / "duckdb_pipe.py"), "--check"],
-            check=True, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            doing = step
+        subprocess.run([str(python), *check], check=True, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
         last = next((line for line in reversed(detail.strip().splitlines()) if line.strip()), "?")
-        lead = "failed: " if step.startswith("install") else "DuckDB pipe: "
-        print(f"{lead}could not {step} ({last.strip()[:160]}): skipped", flush=True)
+        lead = "failed: " if doing.startswith("install") else f"{label}: "
+        print(f"{lead}could not {doing} ({last.strip()[:160]}): skipped", flush=True)
         return None
     return python
+
+
+def duckdb_python(env_dir: Path) -> Path | None:
+    """The bench venv's python with DuckDB and its two extensions, or None. Both extensions must
+    load with no network, or the contender is left out rather than failing."""
+    check = [str(ROOT / "bench" / "duckdb_pipe.py"), "--check"]
+    return bench_venv("DuckDB pipe", env_dir, DUCKDB_REQUIREMENTS, check, "load its extensions offline")
+
+
+def db_to_sqlite_command(env_dir: Path) -> Path | None:
+    """db-to-sqlite from its bench venv, or None (then the run says why in one line)."""
+    # Its CLI imports, and SQLAlchemy finds the PostgreSQL driver for a postgresql:// URL (an
+    # engine connects only when used).
+    check = [
+        "-c",
+        "import db_to_sqlite.cli, sqlalchemy; sqlalchemy.create_engine('postgresql://u@127.0.0.1/db')",
+    ]
+    python = bench_venv("db-to-sqlite", env_dir, DB_TO_SQLITE_REQUIREMENTS, check, "run it")
+    return None if python is None else python.parent / "db-to-sqlite"
+
+
+# --- the way back ----------------------------------------------------------------------------
+
+SQLITE = sqlite_dialect.dialect()
+
+
+def sqlite_tables_sql() -> str:
+    """The app's bare tables as its SQLAlchemy creates them on SQLite (no indexes yet)."""
+    return (
+        ";\n".join(str(CreateTable(t).compile(dialect=SQLITE)).strip() for t in Base.metadata.sorted_tables)
+        + ";"
+    )
+
+
+def sqlite_after_sql() -> str:
+    """NULLs back where .import left '' (it reads every empty CSV field as an empty string), then
+    the app's indexes, as create_all makes them."""
+    fixes = []
+    for t in Base.metadata.sorted_tables:
+        nullable = [c.name for c in t.columns if c.nullable]
+        if nullable:
+            sets = ", ".join(f'"{c}" = NULLIF("{c}", \'\')' for c in nullable)
+            where = " OR ".join(f"\"{c}\" = ''" for c in nullable)
+            fixes.append(f'UPDATE "{t.name}" SET {sets} WHERE {where}')
+    indexes = [
+        str(CreateIndex(ix).compile(dialect=SQLITE))
+        for t in Base.metadata.sorted_tables
+        for ix in sorted(t.indexes, key=lambda ix: ix.name or "")
+    ]
+    return ";\n".join(["BEGIN", *fixes, *indexes, "COMMIT"]) + ";"
+
+
+def reverse_select(table) -> str:
+    """A table's rows in id order, each value printed as the app's SQLAlchemy stores it in SQLite:
+    booleans 0/1, timestamps with six fractional digits; the rest as PostgreSQL prints it."""
+    cols = []
+    for c in table.columns:
+        if isinstance(c.type, Boolean):
+            cols.append(f'"{c.name}"::int')
+        elif isinstance(c.type, DateTime):
+            cols.append(f"to_char(\"{c.name}\", 'YYYY-MM-DD HH24:MI:SS.US')")
+        else:
+            cols.append(f'"{c.name}"')
+    return f'SELECT {", ".join(cols)} FROM "{table.name}" ORDER BY id'
+
+
+def reverse_raw_pipe_script(url: str, out: Path) -> str:
+    """The fastest honest way back: no checks, but the app's tables, values in the app's form and
+    its indexes. No journal and no syncs until the last step, whose commit syncs the file once
+    (as this tool fsyncs its file before the rename)."""
+    fast = "sqlite3 -bail -cmd 'PRAGMA journal_mode = OFF' -cmd 'PRAGMA synchronous = OFF'"
+    lines = ["set -eo pipefail", f"{fast} '{out}' <<'SQL'\n{sqlite_tables_sql()}\nSQL"]
+    for t in Base.metadata.sorted_tables:
+        copy = f"COPY ({reverse_select(t)}) TO STDOUT (FORMAT csv)"
+        lines.append(
+            f"psql -X -q '{url}' -c {shlex.quote(copy)} | {fast} '{out}' '.import --csv /dev/stdin {t.name}'"
+        )
+    lines.append(f"sqlite3 -bail -cmd 'PRAGMA journal_mode = OFF' '{out}' <<'SQL'\n{sqlite_after_sql()}\nSQL")
+    return "\n".join(lines)
+
+
+def sqlite_counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in TABLES}
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
 
 
 def counts(url: str) -> dict[str, int]:
@@ -197,11 +311,19 @@ def counts(url: str) -> dict[str, int]:
         conn.close()
 
 
+TOOL = str(ROOT / "migrate_sqlite_to_postgres.py")
+REVERSE_KEYS = {"raw-reverse", "reverse", "db-to-sqlite"}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest counts")
-    p.add_argument("--skip", default="", help="comma-separated: raw,duckdb,tool,pgloader,naive")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: raw,duckdb,tool,pgloader,naive (forward); raw-reverse,reverse,db-to-sqlite (back)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
         "--data-dir",
@@ -214,6 +336,12 @@ def main() -> int:
         type=Path,
         default=DUCKDB_ENV,
         help="the bench's own venv for DuckDB (made on first use; never the project's venv)",
+    )
+    p.add_argument(
+        "--db-to-sqlite-env",
+        type=Path,
+        default=DB_TO_SQLITE_ENV,
+        help="the bench's own venv for db-to-sqlite (made on first use; never the project's venv)",
     )
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
@@ -230,16 +358,20 @@ def main() -> int:
         f"{db.name}: {users:,} users, {a.tasks:,} tasks, {patterns:,} patterns, {db.stat().st_size / 2**20:,.0f} MB"
     )
 
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    report_path = work / "report.json"
+    migrate = [sys.executable, TOOL, "--sqlite-path", str(db), "--quiet"]
     contenders = {
         "raw pipe (sqlite3 | psql COPY)": ("raw", lambda url: (raw_pipe_script(db, url), True)),
         "DuckDB pipe (ATTACH + INSERT)": ("duckdb", lambda url: (duckdb_pipe_script(duck_python, db, url), True)),
-        "migrate_sqlite_to_postgres.py": (
-            "tool",
-            lambda url: ([sys.executable, str(ROOT / "migrate_sqlite_to_postgres.py"), "--sqlite-path", str(db),
-                          "--postgres-url", url, "--quiet", "--report", str(report_path)], False),  # fmt: skip
-        ),
+        "migrate_sqlite_to_postgres.py": ("tool", lambda url: ([*migrate, "--postgres-url", url, "--report", str(report_path)], False)),
         "pgloader": ("pgloader", lambda url: (["pgloader", "--quiet", f"sqlite://{db}", url], False)),
         "naive SQLAlchemy inserts": ("naive", lambda url: ([sys.executable, str(ROOT / "bench" / "naive_sqlalchemy.py"), str(db), url], False)),
+    }  # fmt: skip
+    reverse = {
+        "raw pipe (psql COPY | sqlite3 .import)": ("raw-reverse", lambda url, out: (reverse_raw_pipe_script(url, out), True)),
+        "migrate_sqlite_to_postgres.py --reverse": ("reverse", lambda url, out: ([sys.executable, TOOL, "--reverse", "--postgres-url", url, "--sqlite-path", str(out), "--quiet", "--report", str(report_path)], False)),
+        "db-to-sqlite --all": ("db-to-sqlite", lambda url, out: ([str(dts), url, str(out), "--all"], False)),
     }  # fmt: skip
     if not shutil.which("pgloader"):
         skip.add("pgloader")
@@ -249,63 +381,124 @@ def main() -> int:
         duck_python = duckdb_python(a.duckdb_env.resolve())
         if duck_python is None:
             skip.add("duckdb")
-    report_path = Path(tempfile.mkdtemp()) / "report.json"
+    dts: Path | None = None
+    if "db-to-sqlite" not in skip:
+        dts = db_to_sqlite_command(a.db_to_sqlite_env.resolve())
+        if dts is None:
+            skip.add("db-to-sqlite")
+    want_reverse = bool(REVERSE_KEYS - skip)
     results: list[Result] = []
+    back: list[Result] = []
     phases: dict[str, float] = {}
+    back_phases: dict[str, float] = {}
     env = dict(os.environ)
-    with LocalPostgres(fast=False) as server:
-        env["PATH"] = f"{server.bin}:{env['PATH']}"  # the server's own psql
-        for label, (key, build) in contenders.items():
-            if key in skip:
-                continue
-            best: Result | None = None
-            for attempt in range(a.repeat):
-                dbname = f"bench_{key}_{attempt}"
-                server.psql(f"DROP DATABASE IF EXISTS {dbname}")
-                server.psql(f"CREATE DATABASE {dbname}")
-                url = server.url(dbname)
-                cmd, shell = build(url)
-                print(f"running {label} ...", flush=True)
-                seconds, rss, code, output = measure(cmd if not shell else ["bash", "-c", cmd], env=env)
-                ok = code == 0 and counts(url) == expected
-                note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]
-                result = Result(label, seconds, rss, ok, note)
-                if key == "tool" and ok:
-                    run_phases = json.loads(report_path.read_text())["phases"]
-                    if best is None or seconds < best.seconds:
-                        phases = run_phases
-                if best is None or (ok and seconds < best.seconds):
-                    best = result
-                server.psql(f"DROP DATABASE {dbname}")
-            results.append(best)
-    print_table(results, total_rows, a.tasks, phases)
+    try:
+        with LocalPostgres(fast=False) as server:
+            env["PATH"] = f"{server.bin}:{env['PATH']}"  # the server's own psql
+            source: str | None = None  # the database the way back starts from
+            for label, (key, build) in contenders.items():
+                if key in skip:
+                    continue
+                best: Result | None = None
+                for attempt in range(a.repeat):
+                    dbname = f"bench_{key}_{attempt}"
+                    server.psql(f"DROP DATABASE IF EXISTS {dbname}")
+                    server.psql(f"CREATE DATABASE {dbname}")
+                    url = server.url(dbname)
+                    cmd, shell = build(url)
+                    print(f"running {label} ...", flush=True)
+                    seconds, rss, code, output = measure(cmd if not shell else ["bash", "-c", cmd], env=env)
+                    ok = code == 0 and counts(url) == expected
+                    note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]
+                    result = Result(label, seconds, rss, ok, note)
+                    if key == "tool" and ok:
+                        run_phases = json.loads(report_path.read_text())["phases"]
+                        if best is None or seconds < best.seconds:
+                            phases = run_phases
+                    if best is None or (ok and seconds < best.seconds):
+                        best = result
+                    if key == "tool" and ok and want_reverse and source is None:
+                        source = dbname  # this tool's own result is what the way back reads
+                    else:
+                        server.psql(f"DROP DATABASE {dbname}")
+                results.append(best)
+            if want_reverse:
+                if source is None:  # the tool was skipped or failed: one forward migration, not timed
+                    source = "bench_reverse_source"
+                    server.psql(f"DROP DATABASE IF EXISTS {source}")
+                    server.psql(f"CREATE DATABASE {source}")
+                    print("migrating once for the way back (not timed) ...", flush=True)
+                    subprocess.run([*migrate, "--postgres-url", server.url(source)], check=True, cwd=ROOT)
+                source_url = server.url(source)
+                # Hint bits and statistics settled before anyone reads: no contender pays for them.
+                server.psql("VACUUM ANALYZE", dbname=source)
+                source_counts = counts(source_url)
+                print(f"the way back: from {source} ({sum(source_counts.values()):,} rows)", flush=True)
+                for label, (key, build) in reverse.items():
+                    if key in skip:
+                        continue
+                    best = None
+                    for _ in range(a.repeat):
+                        out_dir = Path(tempfile.mkdtemp(prefix="reverse-", dir=work))
+                        out = out_dir / "todo.db"
+                        cmd, shell = build(source_url, out)
+                        print(f"running {label} ...", flush=True)
+                        seconds, rss, code, output = measure(
+                            cmd if not shell else ["bash", "-c", cmd], env=env
+                        )
+                        ok = code == 0 and out.exists() and sqlite_counts(out) == source_counts
+                        note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]
+                        result = Result(label, seconds, rss, ok, note)
+                        if key == "reverse" and ok and (best is None or seconds < best.seconds):
+                            back_phases = json.loads(report_path.read_text())["phases"]
+                        if best is None or (ok and seconds < best.seconds):
+                            best = result
+                        shutil.rmtree(out_dir, ignore_errors=True)
+                    back.append(best)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(f"{a.tasks:,} tasks ({total_rows:,} rows), SQLite → PostgreSQL", results, total_rows)
+    print_phases("migrate_sqlite_to_postgres.py", phases)
+    if back:
+        print_table(
+            f"{a.tasks:,} tasks ({total_rows:,} rows), PostgreSQL → a new SQLite file", back, total_rows
+        )
+        print_phases("migrate_sqlite_to_postgres.py --reverse", back_phases)
     if a.json:
         a.json.write_text(
-            json.dumps({"tasks": a.tasks, "results": [vars(r) for r in results], "phases": phases}, indent=2)
+            json.dumps(
+                {
+                    "tasks": a.tasks,
+                    "results": [vars(r) for r in results],
+                    "phases": phases,
+                    "reverse": {"results": [vars(r) for r in back], "phases": back_phases},
+                },
+                indent=2,
+            )
         )
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results + back) else 1
 
 
-def print_table(results: list[Result], total_rows: int, tasks: int, phases: dict[str, float]) -> None:
+def print_table(title: str, results: list[Result], total_rows: int) -> None:
+    """One direction's table; the ratio is to the raw pipe of that direction."""
     raw = next((r for r in results if r.name.startswith("raw") and r.ok), None)
     cpu = platform.processor() or platform.machine()
+    print(f"\n{title} on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, {cpu}")
     print(
-        f"\n{tasks:,} tasks ({total_rows:,} rows) on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, {cpu}"
+        f"| {'contender':<40} | {'wall s':>7} | {'× raw pipe':>10} | {'peak RSS MB':>11} | {'rows/s':>10} | ok |"
     )
-    print(
-        f"| {'contender':<32} | {'wall s':>7} | {'× raw pipe':>10} | {'peak RSS MB':>11} | {'rows/s':>10} | ok |"
-    )
-    print(f"|{'-' * 34}|{'-' * 9}|{'-' * 12}|{'-' * 13}|{'-' * 12}|----|")
+    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 12}|{'-' * 13}|{'-' * 12}|----|")
     for r in results:
         ratio = f"{r.seconds / raw.seconds:.2f}" if raw else "-"
         ok = "yes" if r.ok else f"NO: {r.note}"
         print(
-            f"| {r.name:<32} | {r.seconds:>7.2f} | {ratio:>10} | {r.peak_rss_mb:>11.0f} | {total_rows / r.seconds:>10,.0f} | {ok} |"
+            f"| {r.name:<40} | {r.seconds:>7.2f} | {ratio:>10} | {r.peak_rss_mb:>11.0f} | {total_rows / r.seconds:>10,.0f} | {ok} |"
         )
+
+
+def print_phases(name: str, phases: dict[str, float]) -> None:
     if phases:
-        print(
-            "\nmigrate_sqlite_to_postgres.py phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
-        )
+        print(f"\n{name} phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,22 @@ def test_benchmark_smoke(tmp_path):
     # Run (and so row-count checked) where its venv could be made, else named in one skip line.
     assert "DuckDB pipe" in result.stdout
     assert "phases:" in result.stdout and "verify" in result.stdout
+    # The way back, after the forward table: the reverse raw pipe, this tool's --reverse and
+    # db-to-sqlite (run where its venv could be made, else named in one skip line).
+    back = result.stdout[result.stdout.index("PostgreSQL → a new SQLite file") :]
+    assert "raw pipe (psql COPY | sqlite3 .import)" in back
+    assert "migrate_sqlite_to_postgres.py --reverse" in back
+    assert "db-to-sqlite" in result.stdout
+    assert "--reverse phases:" in back and "rename" in back
     import json
 
     data = json.loads(out_json.read_text())
     assert all(r["ok"] for r in data["results"])
     assert {r["name"] for r in data["results"]} >= {"migrate_sqlite_to_postgres.py"}
+    reverse = data["reverse"]["results"]
+    assert reverse and all(r["ok"] for r in reverse)
+    assert {r["name"] for r in reverse} >= {
+        "raw pipe (psql COPY | sqlite3 .import)",
+        "migrate_sqlite_to_postgres.py --reverse",
+    }
+    assert "verify" in data["reverse"]["phases"]
