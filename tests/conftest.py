@@ -183,3 +183,17 @@ def silent_listener() -> Iterator[SilentListener]:
         yield listener
     finally:
         listener.close()
+
+
+def assert_failure(result: subprocess.CompletedProcess, code: int | None, *needles: str) -> str:
+    """One line on stderr, no traceback, not reported as a bug; the documented exit code when given."""
+    err = assert_one_line_error(result, *needles)
+    assert "unexpected error" not in err.lower(), err
+    if code is not None:
+        assert result.returncode == code, explain(result)
+    return err
+
+
+def explain(result: subprocess.CompletedProcess) -> str:
+    """A failed run, for an assertion message."""
+    return f"exit {result.returncode}\n--- stderr\n{result.stderr}\n--- stdout (end)\n{result.stdout[-4000:]}"

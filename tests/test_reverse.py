@@ -32,7 +32,17 @@ from pathlib import Path
 
 import pytest
 from compare import compare
-from conftest import ROOT, SCRIPT, TABLES, assert_one_line_error, pg_query, run_cli, sqlite_rows
+from conftest import (
+    ROOT,
+    SCRIPT,
+    TABLES,
+    assert_failure,
+    assert_one_line_error,
+    explain,
+    pg_query,
+    run_cli,
+    sqlite_rows,
+)
 from export_compare import (
     Dump,
     assert_app_schema,
@@ -64,10 +74,6 @@ BIG_TASKS = 300_000
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def explain(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\n--- stderr\n{result.stderr}\n--- stdout (end)\n{result.stdout[-4000:]}"
-
-
 def forward(db: Path, url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return run_cli("--sqlite-path", str(db), "--postgres-url", url, *args, timeout=timeout)
 
@@ -88,15 +94,6 @@ def exported(url: str, dest: Path, *args: str, timeout: float = 600) -> subproce
     assert "Traceback" not in result.stdout + result.stderr
     assert SUCCESS in result.stdout, explain(result)
     return result
-
-
-def assert_failure(result: subprocess.CompletedProcess, code: int | None, *needles: str) -> str:
-    """One line on stderr, no traceback, not reported as a bug; the documented exit code when given."""
-    err = assert_one_line_error(result, *needles)
-    assert "unexpected error" not in err.lower(), err
-    if code is not None:
-        assert result.returncode == code, explain(result)
-    return err
 
 
 def destination(tmp_path: Path, name: str = "out.db") -> Path:

@@ -26,7 +26,15 @@ import psycopg2
 import pytest
 import realworld as rw
 from compare import CompareResult, ComparisonError, compare, read_rejects
-from conftest import ROOT, SCRIPT, assert_one_line_error, pg_query, pg_tables, run_cli
+from conftest import (
+    ROOT,
+    SCRIPT,
+    assert_failure,
+    explain,
+    pg_query,
+    pg_tables,
+    run_cli,
+)
 from dirty import make_dirty_db
 
 from tools.make_todo_db import make_todo_db
@@ -38,10 +46,6 @@ MB = 1024 * 1024
 
 def migrate(db: Path, url: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return run_cli("--sqlite-path", str(db), "--postgres-url", url, *args, timeout=timeout)
-
-
-def explain(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\n--- stderr\n{result.stderr}\n--- stdout (end)\n{result.stdout[-4000:]}"
 
 
 SUMMARY = re.compile(
@@ -87,15 +91,6 @@ def check(
     res = compare(db, url, schema=schema, rejects=rejects, epoch_unit=epoch_unit)
     assert_summary_adds_up(result.stdout, res)
     return res
-
-
-def assert_failure(result: subprocess.CompletedProcess, code: int | None, *needles: str) -> str:
-    """One line on stderr, no traceback, not reported as a bug; the exit code when given."""
-    err = assert_one_line_error(result, *needles)
-    assert "unexpected error" not in err.lower(), err
-    if code is not None:
-        assert result.returncode == code, explain(result)
-    return err
 
 
 def problem_lines(output: str, kind: str) -> list[str]:
