@@ -2,7 +2,8 @@
 
 Uses ./todo.db if there is one (else makes the guide's sample: 5 users, 23 tasks, 3 patterns in
 .demo/todo.db), and DATABASE_URL if set (else starts a throwaway PostgreSQL and stops it after).
-Runs --dry-run, then the migration, then --verify-only, through the real CLI.
+Runs --dry-run, then the migration, then --verify-only, then the way back (--reverse into
+.demo/todo-back.db) and its --verify-only, through the real CLI.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def main() -> int:
         run_cli("--sqlite-path", str(sqlite_path), "--dry-run", env=env)
         run_cli("--sqlite-path", str(sqlite_path), "--force-recreate", "--yes", env=env)
         run_cli("--sqlite-path", str(sqlite_path), "--verify-only", "--quiet", env=env)
+        back = demo_dir / "todo-back.db"
+        back.unlink(missing_ok=True)
+        run_cli("--reverse", "--sqlite-path", str(back), "--quiet", env=env)
+        run_cli("--reverse", "--sqlite-path", str(back), "--verify-only", "--quiet", env=env)
     finally:
         if server is not None:
             server.destroy()
