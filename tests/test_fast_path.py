@@ -9,9 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, pg_query, pg_tables, run_cli, sqlite_rows
+from conftest import assert_one_line_error, pg_query, pg_tables, run_cli, run_on_terminal, sqlite_rows
 from dirty import make_loose_db
-from test_cli import run_on_terminal
 
 from tools.make_todo_db import make_todo_db
 

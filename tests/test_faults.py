@@ -26,6 +26,7 @@ from conftest import (
     pg_tables,
     run_cli,
     sqlite_rows,
+    wait_for,
 )
 from servers import PgBouncer, start_tls_server
 
@@ -51,15 +52,6 @@ def start_cli(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate, timeout: float = DEADLINE, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def copying_backend(url: str) -> int | None:

@@ -16,16 +16,13 @@ import contextlib
 import hashlib
 import json
 import os
-import pty
-import select
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +38,9 @@ from conftest import (
     explain,
     pg_query,
     run_cli,
+    run_on_terminal,
     sqlite_rows,
+    wait_for,
 )
 from export_compare import (
     Dump,
@@ -130,16 +129,6 @@ def assert_export_of(dest: Path, url: str, schema: str = "public") -> Dump:
     assert_same(got, pg_as_sqlite(url, schema), "export", "PostgreSQL")
     assert temp_files(dest) == []
     return got
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 300, interval: float = 0.02) -> bool:
-    """Poll until `predicate()` is true (an event); False only if it never happened in `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def backends(url: str) -> dict[int, tuple[datetime | None, str]]:
@@ -574,46 +563,13 @@ def test_force_recreate_replaces_an_existing_destination(sample_db, pg_url, tmp_
     assert sorted(os.listdir(dest.parent)) == [dest.name]
 
 
-def run_on_terminal(argv: list[str], answer: str | None, timeout: float = 300) -> tuple[int, str]:
-    """Run with a pseudo-terminal as stdin/stdout/stderr; answer the first prompt (a last line without
-    a newline that mentions 'yes') if `answer` is given. The child never outlives the call."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=cli_env(), cwd=ROOT)
-    os.close(slave)
-    output = b""
-    answered = False
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-                last = output.rsplit(b"\n", 1)[-1].lower()
-                if answer is not None and not answered and b"yes" in last:
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, output.decode("utf-8", "replace")
-
-
 def test_force_recreate_asks_on_a_terminal(sample_db, pg_url, tmp_path):
     migrated(sample_db, pg_url)
     dest = existing_destination(tmp_path)
     before = dir_state(dest.parent)
-    argv = export_argv(pg_url, dest, "--force-recreate")
+    argv = export_argv(pg_url, dest, "--force-recreate")[
+        2:
+    ]  # run_on_terminal adds the interpreter and script
     code, out = run_on_terminal(argv, "no")
     assert code == 1, out
     assert dir_state(dest.parent) == before
