@@ -30,6 +30,7 @@ from .migrate import run_migration
 from .options import DEFAULT_LOCK_TIMEOUT, Options
 from .output import Console
 from .report import RunReport
+from .sync import run_sync
 from .target import parse_target_url
 
 DEFAULT_SQLITE_PATH = "./todo.db"
@@ -43,6 +44,7 @@ examples:
   replace existing tables, no prompt:  python %(prog)s --force-recreate --yes
   set bad rows aside, migrate the rest: python %(prog)s --on-invalid skip --rejects rejects.jsonl
   compare an existing target:          python %(prog)s --verify-only --report check.json
+  catch up before the cutover:         python %(prog)s --sync --dry-run   then   python %(prog)s --sync
 
 exit codes: 0 success, 1 migration or verification failed (PostgreSQL left as it was),
             2 usage error (bad flag, missing file, bad URL), 130 interrupted (Ctrl-C)
@@ -71,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reverse", action="store_true",
                      help="the way back: export PostgreSQL to a new SQLite file the app runs on (--sqlite-path is "
                      "the destination, built aside, verified, then renamed into place); e.g. --reverse --sqlite-path back.db")  # fmt: skip
+    run.add_argument("--sync", action="store_true",
+                     help="catch an existing target up with todo.db: compare both row by row and apply only the "
+                     "inserts, updates and deletes, in one verified transaction (the cutover's short freeze); "
+                     "refused if PostgreSQL changed since the last migrate/sync")  # fmt: skip
+    run.add_argument("--overwrite-changes", action="store_true",
+                     help="with --sync: make PostgreSQL equal todo.db even where someone else wrote to it since "
+                     "the last migrate/sync (those rows are overwritten)")  # fmt: skip
     run.add_argument("--dry-run", action="store_true",
                      help="read the source, check the target, print the plan and every problem; change nothing")  # fmt: skip
     run.add_argument("--force-recreate", action="store_true",
@@ -144,6 +153,10 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
 def options_from(args: argparse.Namespace, rejects: Path | None, report: Path | None) -> Options:
     if args.reverse:
         refuse_forward_only_flags(args)
+    if args.sync:
+        refuse_flags_beside_sync(args)
+    elif args.overwrite_changes:
+        raise UsageError("--overwrite-changes only means something with --sync", "add --sync, or drop it")
     if args.dry_run and args.verify_only:
         raise UsageError("--dry-run and --verify-only cannot be combined", "choose one")
     if args.verify_only and args.force_recreate:
@@ -175,6 +188,8 @@ def options_from(args: argparse.Namespace, rejects: Path | None, report: Path | 
         allow_drift=args.allow_drift,
         verify=args.verify,
         verify_only=args.verify_only,
+        sync=args.sync,
+        overwrite_changes=args.overwrite_changes,
         report_path=report,
         schema=args.schema.strip(),
         wait=args.wait,
@@ -205,6 +220,22 @@ def refuse_forward_only_flags(args: argparse.Namespace) -> None:
             "(the export is always verified; PostgreSQL's values always fit SQLite)",
             "drop " + ", ".join(given),
         )
+
+
+def refuse_flags_beside_sync(args: argparse.Namespace) -> None:
+    """A sync changes an existing target in place and always verifies what it changed."""
+    if args.reverse:
+        raise UsageError(
+            "--reverse --sync (bringing a todo.db up to date with PostgreSQL) is not available yet",
+            "export afresh with --reverse --force-recreate",
+        )
+    for flag, on, fix in (
+        ("--force-recreate", args.force_recreate, "a sync keeps the tables; drop --sync to replace them"),
+        ("--verify-only", args.verify_only, "--sync --dry-run compares without writing"),
+        ("--no-verify", not args.verify, "a sync always verifies what it changed"),
+    ):
+        if on:
+            raise UsageError(f"--sync cannot be combined with {flag}", fix)
 
 
 def refuse_output_over_source(source: Path, outputs: dict[str, Path | None]) -> None:
@@ -270,7 +301,9 @@ def _main(argv: list[str] | None) -> int:
         console = Console(quiet=args.quiet)
         rejects_path, report_path = output_paths(args)
         options = options_from(args, rejects_path, report_path)
-        if options.reverse and not options.verify_only:
+        if options.sync:
+            run_sync(options, console, report)
+        elif options.reverse and not options.verify_only:
             run_export(options, console, report)
         else:  # --reverse --verify-only compares the same two databases as the forward check
             run_migration(options, console, report)

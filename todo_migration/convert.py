@@ -423,7 +423,7 @@ class TimestampCodec(Codec):
 
     def copy(self, c: str) -> str:
         return (
-            f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} GLOB '{_TS26}' THEN rtrim(rtrim({c}, '0'), '.') "
+            f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} GLOB '{_TS_SHAPE}' THEN rtrim(rtrim({c}, '0'), '.') "
             f"WHEN {c} GLOB '{_TS19}' THEN {c} WHEN {self._is_number(c)} THEN {self._from_number(c)} "
             f"ELSE rtrim(rtrim(canonical_ts({_python_arg(c)}), '0'), '.') END"
         )

@@ -26,7 +26,7 @@ from sqlalchemy.schema import AddConstraint, CreateColumn, CreateIndex
 
 from .convert import INT32_MAX, csv_line
 from .plan import TablePlan
-from .source import Source
+from .source import Source, quote_ident
 from .validate import Validation
 
 DIALECT = postgresql.dialect()
@@ -110,6 +110,17 @@ def readback_sql(tp: TablePlan, *, ordered: bool) -> sql.Composed:
             cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
         )
     return sql.SQL("COPY {} TO STDOUT WITH ({}, FORCE_QUOTE *)").format(rows, CSV_OPTIONS)
+
+
+def target_line_sql(tp: TablePlan) -> str:
+    """(PostgreSQL) each stored row as the very line `readback_sql` prints for it, built in SQL, so
+    a sync can compare rows one by one with the lines SQLite builds (sqlite_line)."""
+    quote, doubled = "'" * 4, "'" * 6  # SQL literals of one quote character and of two
+    fields = []
+    for c in tp.columns:
+        value = c.codec.render(quote_ident(c.name))
+        fields.append(f"coalesce({quote} || replace({value}, {quote}, {doubled}) || {quote}, 'NULL')")
+    return " || ',' || ".join(fields) + " || E'\\n'"
 
 
 def sqlite_line(tp: TablePlan, *, canonical: bool = False) -> str:
@@ -333,3 +344,17 @@ def reset_sequence(cur: PgCursor, tp: TablePlan, high_water: int) -> int | None:
         (qualified(tp), tp.pk, high_water, high_water),
     )
     return cur.fetchone()[0]
+
+
+def sequence_behind(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:
+    """Whether the app's next id in PostgreSQL would not pass todo.db's high-water mark."""
+    cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
+    seq = cur.fetchone()[0]
+    if seq is None or high_water <= 0:
+        return False
+    cur.execute(
+        sql.SQL("SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {}").format(
+            sql.SQL(seq)
+        )
+    )
+    return cur.fetchone()[0] <= high_water

@@ -164,6 +164,7 @@ def attempt(
                 doubt = confirm_check(run, plan, check, checks)
                 if doubt is not None:
                     return _rolled_back(conn, rejects, doubt)
+            steps.record_ledger(run, cur, plan, checks)
             doing = "committing"
             with run.phase("commit"):
                 conn.commit()

@@ -31,6 +31,8 @@ class Options:
     allow_drift: bool = False
     verify: bool = True
     verify_only: bool = False
+    sync: bool = False  # catch an existing target up with only what changed
+    overwrite_changes: bool = False  # --sync over rows someone else wrote in the target
     report_path: Path | None = None
     schema: str = "public"
     wait: bool = False
@@ -44,6 +46,8 @@ class Options:
 
     @property
     def mode(self) -> str:
+        if self.sync:
+            return "sync dry-run" if self.dry_run else "sync"
         return "verify-only" if self.verify_only else "dry-run" if self.dry_run else "migrate"
 
     @property

@@ -40,6 +40,7 @@ class RunReport:
     reject_reasons: list[dict[str, Any]] = field(default_factory=list)
     rejects_path: str | None = None
     verification: list[dict[str, Any]] = field(default_factory=list)
+    delta: dict[str, dict[str, Any]] = field(default_factory=dict)  # --sync: inserted / updated / deleted
     phases: dict[str, float] = field(default_factory=dict)
     duration_s: float | None = None
     result: str = "ok"

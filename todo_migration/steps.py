@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
-from . import session
+from . import ledger, session
 from .convert import INT32_MAX
 from .errors import MigrationError, UsageError
 from .load import (
@@ -314,6 +314,14 @@ def verify_loaded(
         _fail_unless_ok(checks, "verification failed in", "this should not happen: please report it with the "
                         "--report output", target_untouched=True)  # fmt: skip
     return checks
+
+
+def record_ledger(run: Run, cur: PgCursor, plan: Plan, checks: list[TableCheck]) -> None:
+    """What this load left, by table (its rows, written by this transaction), so that a later
+    --sync can tell whether anyone else has written there since."""
+    xid = ledger.this_transaction(cur)
+    entries = [ledger.Entry(ch.table, ch.target_rows, [xid]) for ch in checks]
+    ledger.record(cur, run.options.schema, entries, job="migrate", source=str(run.options.sqlite_path))
 
 
 def verify_existing(

@@ -297,6 +297,21 @@ def text_sql(plan: Plan, tp: TablePlan) -> str | None:
     return f"SELECT coalesce(sum(NOT ({text_row_test(text, plan.conversions)})), 0){zeros} FROM {tp.sqlite}"
 
 
+def all_canonical(source: Source, plan: Plan, tp: TablePlan, row_keys: list[int]) -> bool:
+    """Whether every given row (by row key) is canonical, text UTF-8 included: a sync sends the rows
+    it found changed as they are only then; otherwise the exact pre-flight decides."""
+    text = [c.sqlite for c in _checked_columns(tp) if c.codec.kind == "text"]
+    bad = f"NOT ({_canonical_row(tp)}) OR NOT ({text_row_test(text, plan.conversions)})"
+    query = (
+        f"SELECT EXISTS (SELECT 1 FROM {tp.sqlite} x WHERE x.{tp.row_key} IN "
+        f"(SELECT value FROM json_each(?)) AND ({bad}))"
+    )
+    for start in range(0, len(row_keys), 50_000):
+        if source.conn.execute(query, (json.dumps(row_keys[start : start + 50_000]),)).fetchone()[0]:
+            return False
+    return True
+
+
 def summarize_tables(source: Source, plan: Plan, tables: list[TablePlan]) -> dict[str, list[int]]:
     """Run the summary scans, split by row-key range over both cores where the snapshot allows
     it. Each table's total is [rows not canonical, then each foreign key's orphans]."""

@@ -1,0 +1,336 @@
+"""Issue 13: `--sync` catches an existing PostgreSQL target up with todo.db, applying only what
+changed, in one verified transaction; and refuses to overwrite what someone else wrote there.
+
+Every test runs the CLI as a user does, against a real PostgreSQL and real files, and judges the
+result with tests/compare.py, which reads both databases itself and never imports the tool. Waits
+are on events (a line from the writer process, a backend in pg_stat_activity), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from compare import compare
+from conftest import ROOT, SCRIPT, assert_failure, explain, pg_query, run_cli, wait_for
+from realworld import file_digest
+
+from tools.make_todo_db import make_todo_db
+
+SYNCED = "PostgreSQL now equals todo.db"
+NOTHING = "PostgreSQL already equals todo.db"
+WRITER = ROOT / "tests" / "app_writer.py"
+
+
+def cli(db: Path, url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return run_cli("--sqlite-path", str(db), "--postgres-url", url, *args, timeout=timeout)
+
+
+def ok(db: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    result = cli(db, url, *args)
+    assert result.returncode == 0, explain(result)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def stamp(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def target_state(url: str) -> list[tuple]:
+    """Every row of the app's tables and the ledger, with the transaction that wrote it: any write
+    at all changes this."""
+    state = []
+    for table in ("users", "tasks", "recurring_patterns", "todo_migration_ledger"):
+        state += pg_query(url, f"SELECT '{table}', xmin::text, t::text FROM {table} t ORDER BY 3")
+    return state
+
+
+@pytest.fixture
+def migrated_db(tmp_path: Path, pg_url: str) -> Path:
+    db = make_todo_db(tmp_path / "todo.db", tasks=400, users=12, patterns=30)
+    ok(db, pg_url)
+    return db
+
+
+def report_of(tmp_path: Path, name: str = "sync.json") -> Path:
+    return tmp_path / name
+
+
+# --- what changed, and only that ---------------------------------------------------------------
+
+
+def test_sync_applies_inserts_updates_deletes_and_verifies(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    db = migrated_db
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("PRAGMA foreign_keys=ON")
+    now = datetime(2026, 11, 25, 9, 30)
+    src.execute(
+        "INSERT INTO users (email, username, hashed_password, is_active, created_at) VALUES (?, ?, 'h', 1, ?)",
+        ("new@example.com", "newbie", stamp(now)),
+    )
+    new_user = src.execute("SELECT max(id) FROM users").fetchone()[0]
+    src.execute(
+        "INSERT INTO tasks (title, completed, priority, user_id, parent_task_id, is_recurring, created_at) "
+        "VALUES ('new parent', 0, 'high', ?, NULL, 0, ?)",
+        (new_user, stamp(now)),
+    )
+    parent = src.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    src.execute(
+        "INSERT INTO tasks (title, completed, priority, user_id, parent_task_id, is_recurring, created_at) "
+        "VALUES ('new child', 0, 'low', ?, ?, 0, ?)",
+        (new_user, parent, stamp(now)),
+    )
+    src.execute("UPDATE tasks SET completed = 1, title = 'it''s done' WHERE id = 5")
+    pattern_task = src.execute("SELECT task_id FROM recurring_patterns ORDER BY id LIMIT 1").fetchone()[0]
+    src.execute("DELETE FROM tasks WHERE id = ?", (pattern_task,))  # its patterns cascade
+    src.close()
+    before = file_digest(db)
+
+    dry = ok(db, pg_url, "--sync", "--dry-run")
+    assert "Would change" in dry.stdout and "Dry run passed" in dry.stdout, explain(dry)
+    assert "ComparisonError" not in dry.stdout
+    with pytest.raises(AssertionError):  # the dry run wrote nothing: PostgreSQL still differs
+        compare(db, pg_url)
+
+    report = report_of(tmp_path)
+    result = ok(db, pg_url, "--sync", "--report", str(report))
+    assert SYNCED in result.stdout, explain(result)
+    compare(db, pg_url)
+    assert file_digest(db) == before, "the sync wrote to todo.db"
+    delta = json.loads(report.read_text())["delta"]
+    assert delta["users"]["inserted"] == 1 and delta["tasks"]["inserted"] == 2
+    assert delta["tasks"]["updated"] >= 1 and 5 in delta["tasks"]["first_ids"]["updated"]
+    assert pattern_task in delta["tasks"]["first_ids"]["deleted"]
+    assert delta["recurring_patterns"]["deleted"] >= 1
+
+    # The app's next insert on PostgreSQL gets a fresh id.
+    top = pg_query(pg_url, "SELECT max(id) FROM tasks")[0][0]
+    nxt = pg_query(pg_url, "SELECT nextval(pg_get_serial_sequence('tasks', 'id'))")[0][0]
+    assert nxt > top
+
+    again = ok(db, pg_url, "--sync")
+    assert NOTHING in again.stdout, explain(again)
+
+
+def test_one_microsecond_is_a_change(migrated_db: Path, pg_url: str, tmp_path: Path) -> None:
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    (due,) = src.execute("SELECT due_date FROM tasks WHERE id = 17").fetchone()
+    moved = (
+        datetime.fromisoformat(due) + timedelta(microseconds=1) if due else datetime(2030, 1, 1, 0, 0, 0, 1)
+    )
+    src.execute("UPDATE tasks SET due_date = ? WHERE id = 17", (stamp(moved),))
+    src.close()
+    report = report_of(tmp_path)
+    ok(migrated_db, pg_url, "--sync", "--report", str(report))
+    delta = json.loads(report.read_text())["delta"]["tasks"]
+    assert (delta["inserted"], delta["updated"], delta["deleted"]) == (0, 1, 0)
+    assert delta["first_ids"]["updated"] == [17]
+    assert pg_query(pg_url, "SELECT due_date FROM tasks WHERE id = 17")[0][0] == moved
+    compare(migrated_db, pg_url)
+
+
+def test_a_deleted_id_used_again_is_an_update(migrated_db: Path, pg_url: str, tmp_path: Path) -> None:
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    (top,) = src.execute("SELECT max(id) FROM tasks").fetchone()
+    src.execute("DELETE FROM recurring_patterns WHERE task_id = ?", (top,))
+    src.execute("DELETE FROM tasks WHERE id = ?", (top,))
+    # Without AUTOINCREMENT, SQLite hands the highest id out again: a new task, the old id.
+    src.execute(
+        "INSERT INTO tasks (title, completed, priority, user_id, is_recurring, created_at) "
+        "VALUES ('reborn', 0, 'medium', 1, 0, '2026-11-25 10:00:00.000000')"
+    )
+    assert src.execute("SELECT max(id) FROM tasks").fetchone()[0] == top
+    src.close()
+    report = report_of(tmp_path)
+    ok(migrated_db, pg_url, "--sync", "--report", str(report))
+    delta = json.loads(report.read_text())["delta"]["tasks"]
+    assert top in delta["first_ids"]["updated"]
+    assert pg_query(pg_url, "SELECT title FROM tasks WHERE id = %s", (top,)) == [("reborn",)]
+    compare(migrated_db, pg_url)
+
+
+def test_a_sync_with_nothing_to_do_writes_nothing(migrated_db: Path, pg_url: str) -> None:
+    before = target_state(pg_url)
+    result = ok(migrated_db, pg_url, "--sync")
+    assert NOTHING in result.stdout, explain(result)
+    assert target_state(pg_url) == before
+
+
+def test_rows_that_need_converting_are_converted(migrated_db: Path, pg_url: str) -> None:
+    """A changed row the values check doubts (an ISO datetime with 'T', a boolean as text) takes
+    the exact path: converted as a migration converts it."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET due_date = '2027-01-02T03:04:05Z', completed = 'true' WHERE id = 9")
+    src.close()
+    result = ok(migrated_db, pg_url, "--sync")
+    assert SYNCED in result.stdout, explain(result)
+    assert pg_query(pg_url, "SELECT due_date, completed FROM tasks WHERE id = 9") == [
+        (datetime(2027, 1, 2, 3, 4, 5), True)
+    ]
+    compare(migrated_db, pg_url)
+
+
+def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = ? WHERE id = 11", ("x" * 300,))  # title is String(255)
+    src.close()
+    before = target_state(pg_url)
+    result = cli(migrated_db, pg_url, "--sync")
+    assert_failure(result, 1, "would refuse", "--on-invalid skip")
+    assert "too_long" in result.stdout and "tasks.title" in result.stdout, explain(result)
+    assert target_state(pg_url) == before
+    rejects = tmp_path / "rejects.jsonl"
+    result = ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    assert SYNCED in result.stdout, explain(result)
+    compare(migrated_db, pg_url, rejects=rejects)
+
+
+# --- someone else wrote to PostgreSQL ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE tasks SET title = 'changed in production' WHERE id = 3",
+        "DELETE FROM recurring_patterns WHERE id = (SELECT min(id) FROM recurring_patterns)",
+        "INSERT INTO users (email, username, hashed_password, is_active, created_at) "
+        "VALUES ('prod@example.com', 'prod', 'h', true, now())",
+    ],
+    ids=["update", "delete", "insert"],
+)
+def test_a_target_changed_behind_the_tools_back_is_refused(
+    migrated_db: Path, pg_url: str, statement: str
+) -> None:
+    pg_query(pg_url, statement, autocommit=True)
+    table = statement.split()[2] if statement.startswith(("INSERT", "DELETE")) else statement.split()[1]
+    before = target_state(pg_url)
+    for args in (["--sync"], ["--sync", "--dry-run"]):
+        result = cli(migrated_db, pg_url, *args)
+        line = assert_failure(result, 1, "changed since the last migrate/sync", table, "--overwrite-changes")
+        assert "nothing was changed" in line
+    assert target_state(pg_url) == before
+
+    result = ok(migrated_db, pg_url, "--sync", "--overwrite-changes")
+    assert "--overwrite-changes" in result.stdout
+    compare(migrated_db, pg_url)
+    again = ok(migrated_db, pg_url, "--sync")
+    assert NOTHING in again.stdout, explain(again)
+
+
+def test_a_target_without_a_ledger_is_refused(migrated_db: Path, pg_url: str) -> None:
+    """Migrated by an older version, or by hand: nothing says what was left there."""
+    pg_query(pg_url, "DROP TABLE todo_migration_ledger", autocommit=True)
+    assert_failure(cli(migrated_db, pg_url, "--sync"), 1, "no record", "--overwrite-changes")
+    ok(migrated_db, pg_url, "--sync", "--overwrite-changes")
+    assert NOTHING in ok(migrated_db, pg_url, "--sync").stdout
+
+
+def test_sync_needs_a_migrated_target(tmp_path: Path, pg_url: str) -> None:
+    db = make_todo_db(tmp_path / "todo.db")
+    assert_failure(cli(db, pg_url, "--sync"), 1, "run the migration first")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--sync", "--force-recreate"], "--force-recreate"),
+        (["--sync", "--verify-only"], "--verify-only"),
+        (["--sync", "--no-verify"], "--no-verify"),
+        (["--overwrite-changes"], "--sync"),
+        (["--sync", "--reverse"], "--reverse --sync"),
+    ],
+)
+def test_flags_that_make_no_sense_with_sync(
+    tmp_path: Path, pg_url: str, args: list[str], needle: str
+) -> None:
+    db = make_todo_db(tmp_path / "todo.db")
+    assert_failure(cli(db, pg_url, *args), 2, needle)
+
+
+# --- a sync that is stopped, and an app that keeps writing --------------------------------------
+
+
+def test_a_killed_sync_leaves_the_target_as_it_was_and_a_rerun_converges(tmp_path: Path, pg_url: str) -> None:
+    db = make_todo_db(tmp_path / "todo.db", tasks=60_000)
+    ok(db, pg_url)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = title || ' (changed)' WHERE id % 3 = 0")
+    src.close()
+    before = target_state(pg_url)
+    # Readers may read the ledger, nobody may write it: the sync compares, applies every change
+    # and verifies, then waits to record the ledger, its last step before COMMIT. Killed there.
+    blocker = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, psycopg2; c = psycopg2.connect(sys.argv[1]); c.cursor().execute("
+            "'LOCK TABLE todo_migration_ledger IN SHARE MODE'); print('locked', flush=True); sys.stdin.read()"
+        ), pg_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert blocker.stdout.readline().strip() == "locked"
+        sync = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--sqlite-path", str(db), "--postgres-url", pg_url, "--sync",
+             "--lock-timeout", "10min"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'INSERT INTO%todo_migration_ledger%'"
+        )
+        assert wait_for(lambda: pg_query(pg_url, waiting)[0][0] == 1)
+        sync.send_signal(signal.SIGKILL)
+        sync.wait()
+    finally:
+        blocker.stdin.close()
+        blocker.wait()
+    assert target_state(pg_url) == before
+    result = ok(db, pg_url, "--sync")
+    assert SYNCED in result.stdout, explain(result)
+    compare(db, pg_url)
+
+
+def test_runbook_with_the_app_writing_throughout(tmp_path: Path, pg_url: str) -> None:
+    """The cutover runbook: migrate and sync while the app writes to a WAL todo.db, stop the app,
+    one last sync; PostgreSQL then equals todo.db, value for value."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=3_000, users=20, patterns=100)
+    stop = tmp_path / "stop-writing"
+    writer = subprocess.Popen(
+        [sys.executable, str(WRITER), str(db), str(stop)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+
+        def progressed(by: int) -> None:
+            start = int(writer.stdout.readline())
+            while int(writer.stdout.readline()) < start + by:
+                pass
+
+        progressed(5)
+        ok(db, pg_url, "--dry-run")
+        ok(db, pg_url)  # migrate while the app runs: one WAL snapshot
+        for _ in range(3):
+            progressed(20)
+            result = ok(db, pg_url, "--sync")
+            assert SYNCED in result.stdout or NOTHING in result.stdout, explain(result)
+        stop.touch()
+        assert wait_for(lambda: writer.stdout.readline().strip() == "stopped")
+        assert writer.wait(timeout=600) == 0
+    finally:
+        stop.touch()
+        if writer.poll() is None:
+            writer.kill()
+    final = ok(db, pg_url, "--sync")
+    assert SYNCED in final.stdout, explain(final)
+    compare(db, pg_url)
+    assert NOTHING in ok(db, pg_url, "--sync").stdout
+    assert not Path(f"{db}-journal").exists()

@@ -1,0 +1,97 @@
+"""The ledger: what the last migration or sync left in PostgreSQL, so a sync can tell whether
+anyone else has written there since (the app, already switched over?).
+
+One small table of the tool's own, `todo_migration_ledger`, beside the app's tables in the target
+schema: per app table, the rows it held and the transactions of ours that wrote them. PostgreSQL
+stamps every row version with the transaction that wrote it (the `xmin` system column), so any
+INSERT or UPDATE by someone else leaves a row stamped with another transaction, and a DELETE
+changes the count: one scan of the table, without reading its values, tells. It is written in
+the same transaction as the data, after the verification. The drift and schema checks look at
+the app's tables only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
+
+from . import __version__
+
+LEDGER_TABLE = "todo_migration_ledger"
+
+
+@dataclass(frozen=True)
+class Entry:
+    table: str
+    rows: int
+    xids: list[int] = field(default_factory=list)  # 32-bit transaction ids, as xmin shows them
+
+
+def _ledger(schema: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(LEDGER_TABLE))
+
+
+def exists(cur: PgCursor, schema: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_ledger(schema).as_string(cur),))
+    return bool(cur.fetchone()[0])
+
+
+def read(cur: PgCursor, schema: str) -> dict[str, Entry]:
+    """The ledger's entries by table; empty when there is no ledger (an older tool, or by hand)."""
+    if not exists(cur, schema):
+        return {}
+    cur.execute(sql.SQL("SELECT table_name, rows, xids FROM {}").format(_ledger(schema)))
+    return {name: Entry(name, rows, list(xids)) for name, rows, xids in cur.fetchall()}
+
+
+def this_transaction(cur: PgCursor) -> int:
+    """Our transaction's id as the rows we write will carry it (xmin is the low 32 bits)."""
+    cur.execute("SELECT txid_current() % 4294967296")
+    return int(cur.fetchone()[0])
+
+
+def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source: str) -> None:
+    """Write (or replace) the entries, inside the caller's transaction."""
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, rows bigint NOT NULL, "
+            "xids bigint[] NOT NULL, job text NOT NULL, source text NOT NULL, tool_version text NOT NULL, "
+            "written_at timestamptz NOT NULL DEFAULT now())"
+        ).format(_ledger(schema))
+    )
+    for e in entries:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (table_name, rows, xids, job, source, tool_version) "
+                "VALUES (%s, %s, %s::bigint[], %s, %s, %s) "
+                "ON CONFLICT (table_name) DO UPDATE SET rows = EXCLUDED.rows, xids = EXCLUDED.xids, "
+                "job = EXCLUDED.job, source = EXCLUDED.source, tool_version = EXCLUDED.tool_version, "
+                "written_at = now()"
+            ).format(_ledger(schema)),
+            (e.table, e.rows, sorted(set(e.xids)), job, source, __version__),
+        )
+
+
+def forget(cur: PgCursor, schema: str, tables: list[str]) -> None:
+    """Tables replaced without an entry (a dry run never gets here) leave none behind."""
+    if exists(cur, schema):
+        cur.execute(sql.SQL("DELETE FROM {} WHERE table_name = ANY(%s)").format(_ledger(schema)), (tables,))
+
+
+def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str | None:
+    """What changed in one table since the entry was written, in words; None if nothing did."""
+    if entry is None:
+        return "no record of what the last migrate/sync left"
+    cur.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE NOT (xmin::text::bigint = ANY(%s::bigint[]))) FROM {table_sql}",
+        (entry.xids,),
+    )
+    rows, foreign = cur.fetchone()
+    if rows == entry.rows and not foreign:
+        return None
+    parts = [f"{entry.rows:,} rows left, {rows:,} now"] if rows != entry.rows else []
+    if foreign:
+        parts.append(f"{foreign:,} rows inserted or updated by someone else")
+    return ", ".join(parts)

@@ -1,0 +1,643 @@
+"""The catch-up job (--sync): make an existing PostgreSQL target equal to todo.db by applying
+only the rows that differ, in one transaction, verified. The cutover's freeze is this job.
+
+    STEP 1  inspect todo.db, inside one read snapshot (a WAL source on this one connection)
+    STEP 2  plan the target from models.py (drift refused as in a migration)
+    STEP 3  connect to PostgreSQL; find todo.db's highest ids, for the sequences
+    STEP 4  in one transaction, the app's tables locked against writers: compare both sides row
+            by row in id order (find_changes), each row as the very line the verification reads,
+            so a change of one microsecond is a change, and a deleted id used again is an update
+    STEP 5  refuse if PostgreSQL changed since the last migrate/sync (the ledger), unless
+            --overwrite-changes; check the rows to send (the exact pre-flight if one is not
+            canonical, then compare again without the rejected rows)
+    STEP 6  apply (apply_changes): deletes children first, then inserts and updates parents first;
+            sequences; verify as a migration does; record the ledger; COMMIT
+    STEP 7  report the delta
+
+Nothing is trusted but the two databases themselves: no timestamps, no triggers in todo.db.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import sqlite3
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import IO, Any, TypeVar
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+from psycopg2.extensions import cursor as PgCursor
+
+from . import ledger, session, steps
+from .errors import MigrationError, UsageError
+from .load import (
+    CSV_OPTIONS,
+    ChunkLog,
+    qualified,
+    reset_sequence,
+    sequence_behind,
+    sqlite_line,
+    target_line_sql,
+)
+from .options import Options
+from .output import Console, plural, print_checks
+from .plan import Plan, TablePlan
+from .report import RunReport
+from .schema_check import schema_differences
+from .source import Source, explain_sqlite_error, quote_ident
+from .steps import Run, VerificationFailed
+from .validate import Validation, all_canonical, assume_canonical
+from .verify import TableCheck, verify_table
+
+FIRST_IDS = 5  # ids shown per kind of change
+MAX_RANGE_BITS = 12  # ids compared at once: 4,096
+PART_BITS = 6  # ids per part whose digests are compared: 64
+RANGE_BYTES = 2 * 1024 * 1024  # what one range of todo.db's rows may hold in memory, about
+SPOOL_BYTES = 8 * 1024 * 1024  # rows to send stay in memory up to this, then go to a temp file
+DELETE_BATCH = 10_000
+T = TypeVar("T")
+
+
+@dataclass
+class TableDelta:
+    """What differs in one table, and the SHA-256 of todo.db's rows in id order as the
+    verification reads them back from PostgreSQL."""
+
+    table: str
+    source_rows: int = 0  # rows PostgreSQL must hold (todo.db's, less rejected ones)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    first: dict[str, list[int]] = field(
+        default_factory=lambda: {"inserted": [], "updated": [], "deleted": []}
+    )
+    source_digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    rows_to_send: IO[bytes] = field(
+        default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES), repr=False
+    )
+    sent_keys: array = field(default_factory=lambda: array("q"), repr=False)  # inserted or updated
+    deleted_ids: array = field(default_factory=lambda: array("q"), repr=False)
+
+    @property
+    def changes(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    def _note(self, kind: str, row_id: int) -> None:
+        if len(self.first[kind]) < FIRST_IDS:
+            self.first[kind].append(row_id)
+
+    def send(self, kind: str, row_id: int, line: bytes) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        self._note(kind, row_id)
+        self.rows_to_send.write(line)
+        self.sent_keys.append(row_id)
+
+    def delete(self, row_id: int) -> None:
+        self.deleted += 1
+        self._note("deleted", row_id)
+        self.deleted_ids.append(row_id)
+
+    def recordable(self) -> dict[str, object]:
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "first_ids": self.first,
+        }
+
+    def close(self) -> None:
+        self.rows_to_send.close()
+
+
+def run_sync(options: Options, console: Console, report: RunReport) -> None:
+    """The pipeline. Raises MigrationError with the one line to show."""
+    started = time.perf_counter()
+    run = Run(options, console, report)
+    report.start(options)
+    console.step("🔄", f"Catching PostgreSQL up with todo.db ({options.mode})")
+    console.detail(f"source: {options.sqlite_path}")
+    console.detail(f"target: {options.target.masked} (schema {options.schema})")
+    source = steps.inspect_source(run)  # STEP 1
+    try:
+        plan = steps.plan_from_models(run, source)  # STEP 2
+        require_row_ids(plan)
+        conn, plan = steps.connect_target(run, plan)  # STEP 3
+        try:
+            marks = steps.sequence_marks(run, source, plan)
+            deltas = catch_up(run, conn, source, plan, marks)  # STEPS 4-6
+        finally:
+            conn.close()
+        report.duration_s = time.perf_counter() - started  # STEP 7
+        print_sync_summary(run, plan, deltas)
+    finally:
+        source.close()
+
+
+def require_row_ids(plan: Plan) -> None:
+    """Rows are matched by id; that id must be todo.db's rowid (INTEGER PRIMARY KEY, as the app's
+    create_all makes it), which SQLite keeps unique, never NULL and in order."""
+    odd = [tp.name for tp in plan.tables if tp.in_source and not tp.id_is_row_key]
+    if odd:
+        raise UsageError(
+            f"--sync matches rows by id, and in todo.db the id of {', '.join(odd)} is not an INTEGER PRIMARY KEY "
+            "(a file made by a tool other than the app)",
+            "re-run the full migration with --force-recreate instead",
+        )
+
+
+# --- STEPS 4-6: one transaction ----------------------------------------------------------------
+
+
+def catch_up(
+    run: Run, conn: PgConnection, source: Source, plan: Plan, marks: dict[str, int]
+) -> dict[str, TableDelta]:
+    o = run.options
+    doing = "locking the app's tables"
+    deltas: dict[str, TableDelta] = {}
+    rejects = None
+    try:
+        with conn.cursor() as cur:
+            session.begin(cur, read_only=False, lock_timeout=o.lock_timeout, wait=o.wait, schema=o.schema)
+            check_target_tables(run, cur, plan)
+            lock_tables(cur, plan)
+            entries = refuse_changes_behind_back(run, cur, plan)  # STEP 5 (cheap: first)
+            doing = "comparing todo.db with PostgreSQL"
+            validation = assume_canonical(plan)
+            deltas = find_changes(run, conn, source, plan, validation)  # STEP 4
+            if not rows_to_send_are_canonical(source, plan, deltas):
+                run.console.step(
+                    "🔁", "Some rows to send need converting or checking: checking every value ..."
+                )
+                validation = steps.exact_preflight(run, source, plan)
+                _close(deltas)
+                deltas = find_changes(run, conn, source, plan, validation)
+            run.report.set_validation(validation)
+            run.report.delta = {name: d.recordable() for name, d in deltas.items()}
+            print_delta(run, plan, deltas)
+            behind = sequences_behind(cur, plan, marks)
+            overwriting = any(e is None for e in entries.values())
+            if o.dry_run or not (any(d.changes for d in deltas.values()) or behind or overwriting):
+                conn.rollback()  # a sync with nothing to do writes nothing
+                return deltas
+            rejects = None if o.dry_run else steps.prepare_rejects(run, source, plan, validation)
+            doing = "applying the changes"
+            apply_changes(run, cur, plan, deltas, marks)  # STEP 6
+            doing = "verifying"
+            verify_synced(run, cur, source, plan, validation, deltas)
+            record_ledger(run, cur, plan, deltas, entries)
+            doing = "committing"
+            with run.phase("commit"):
+                conn.commit()
+    except BaseException as exc:
+        _discard(rejects)
+        session.rollback_quietly(conn)
+        _close(deltas)
+        if isinstance(exc, sqlite3.Error):
+            raise explain_sqlite_error(exc, o.sqlite_path) from None
+        if isinstance(exc, psycopg2.Error):
+            raise session.explain_failure(
+                exc,
+                o.target,
+                doing,
+                schema=o.schema,
+                lock_timeout=o.lock_timeout,
+                tables=[t.name for t in plan.tables],
+            ) from None
+        raise
+    _close(deltas)
+    if rejects is not None and o.rejects_path is not None:
+        rejects.replace(o.rejects_path)
+        run.report.rejects_path = str(o.rejects_path)
+    return deltas
+
+
+def check_target_tables(run: Run, cur: PgCursor, plan: Plan) -> None:
+    """A sync needs the app's tables, built as the models say (a changed schema is a migration's job)."""
+    o = run.options
+    existing = session.existing_tables(cur, o.schema, [(tp.name, qualified(tp)) for tp in plan.tables])
+    missing = [tp.name for tp in plan.tables if tp.name not in existing]
+    if missing:
+        raise MigrationError(
+            f"PostgreSQL {o.target.masked} has no {', '.join(missing)} in schema {o.schema}: nothing to catch up",
+            "run the migration first (without --sync)",
+        )
+    differences = schema_differences(cur, [tp.table for tp in plan.tables], o.schema)
+    if differences:
+        raise MigrationError(
+            f"PostgreSQL's tables differ from models.py in {plural(len(differences), 'place')}, e.g. {differences[0]}",
+            "re-run the full migration with --force-recreate to rebuild them from the models",
+            target_untouched=True,
+        )
+
+
+def lock_tables(cur: PgCursor, plan: Plan) -> None:
+    """Readers go on; writers (the app already pointed at PostgreSQL, say) wait until we commit,
+    so what we compare is what we change."""
+    cur.execute(f"LOCK TABLE {', '.join(qualified(tp) for tp in plan.tables)} IN EXCLUSIVE MODE")
+
+
+def find_changes(
+    run: Run, conn: PgConnection, source: Source, plan: Plan, validation: Validation
+) -> dict[str, TableDelta]:
+    run.console.step("🔍", "Comparing todo.db with PostgreSQL, row by row ...")
+    deltas = {}
+    with run.phase("compare"):
+        for tp in plan.tables:
+            expected = tp.source_rows - validation.rejected[tp.name]
+            with run.console.progress(tp.name, expected) as bar:
+                deltas[tp.name] = compare_table(conn, source, tp, validation, bar.update)
+    return deltas
+
+
+def compare_table(
+    conn: PgConnection, source: Source, tp: TablePlan, validation: Validation, progress
+) -> TableDelta:
+    """Both sides a range of ids at a time, in id order, each range split into parts: SQLite
+    builds the range's rows as the lines a migration sends, PostgreSQL the MD5 of each part's
+    rows as its read-back prints them (the same text when the values are equal). Only a part
+    whose digests differ is compared row by row: rows only in todo.db are inserts, only in
+    PostgreSQL deletes, differing lines updates. Each side is read on a thread of its own."""
+    delta = TableDelta(tp.name)
+    bits = range_bits(source, tp)
+    src = _prefetched(_source_ranges(source, tp, validation, bits))
+    dst = _prefetched(_target_ranges(conn, tp, bits))
+    try:
+        a, b = next(src, None), next(dst, None)
+        while a is not None or b is not None:
+            if b is None or (a is not None and a.number < b[0]):
+                _compare_rows(conn, tp, bits, delta, a, set(a.parts))
+                progress(len(a.ids))
+                a = next(src, None)
+            elif a is None or b[0] < a.number:
+                _compare_rows(conn, tp, bits, delta, SourceRange(b[0]), set(b[1]))
+                b = next(dst, None)
+            else:
+                differing = {p for p in a.parts.keys() | b[1].keys() if a.parts.get(p) != b[1].get(p)}
+                _compare_rows(conn, tp, bits, delta, a, differing)
+                progress(len(a.ids))
+                a, b = next(src, None), next(dst, None)
+    finally:
+        src.close()
+        dst.close()
+    return delta
+
+
+@dataclass
+class SourceRange:
+    """One range of ids of todo.db: its rows' lines back to back, where each row's line starts,
+    and the MD5 of each part's lines."""
+
+    number: int
+    data: bytes = b""
+    ids: list[int] = field(default_factory=list)
+    bounds: list[int] = field(default_factory=lambda: [0])
+    parts: dict[int, str] = field(default_factory=dict)
+
+
+def range_bits(source: Source, tp: TablePlan) -> int:
+    """Ids per range (a power of two): 4,096 rows of the app's usual size are about 1 MB; wide
+    rows get narrower ranges, so that memory stays flat. Both sides use the same ranges."""
+    if tp.source is None or not tp.source_rows:
+        return MAX_RANGE_BITS
+    sample = source.conn.execute(
+        f"SELECT avg(length(CAST({sqlite_line(tp)} AS BLOB))) FROM (SELECT * FROM {tp.sqlite} LIMIT 1000)"
+    ).fetchone()[0]
+    bits = MAX_RANGE_BITS
+    while bits > PART_BITS and (1 << bits) * (sample or 1) > RANGE_BYTES:
+        bits -= 1
+    return bits
+
+
+def _source_ranges(source: Source, tp: TablePlan, validation: Validation, bits: int) -> Iterator[SourceRange]:
+    if tp.source is None:
+        return
+    kept = validation.kept(tp)
+    also = f" AND {kept}" if kept else ""
+    rk = tp.row_key
+    seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} >= ?{also}"
+    rows = (
+        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
+        f"FROM (SELECT {rk} AS k, {sqlite_line(tp)} AS line FROM {tp.sqlite} "
+        f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
+    )
+    start = source.conn.execute(
+        f"SELECT min({rk}) FROM {tp.sqlite}{' WHERE ' + kept if kept else ''}"
+    ).fetchone()[0]
+    while start is not None:
+        number = start >> bits
+        end = (number + 1) << bits
+        data, ids, lengths = source.conn.execute(rows, (start, end)).fetchone()
+        yield _split(number, data, ids, lengths)
+        start = source.conn.execute(seek, (end,)).fetchone()[0]
+
+
+def _split(number: int, data: bytes, ids: bytes, lengths: bytes) -> SourceRange:
+    r = SourceRange(number, data, list(map(int, ids.split(b","))))
+    r.bounds = list(accumulate(map(int, lengths.split(b",")), initial=0))
+    i, n = 0, len(r.ids)
+    while i < n:
+        part = r.ids[i] >> PART_BITS
+        j = i + 1
+        while j < n and r.ids[j] >> PART_BITS == part:
+            j += 1
+        r.parts[part] = hashlib.md5(data[r.bounds[i] : r.bounds[j]]).hexdigest()
+        i = j
+    return r
+
+
+def _target_ranges(conn: PgConnection, tp: TablePlan, bits: int) -> Iterator[tuple[int, dict[int, str]]]:
+    """(range number, {part: MD5 of its rows' lines}), computed by PostgreSQL."""
+    t, pk = qualified(tp), quote_ident(tp.pk)
+    parts = (
+        f"SELECT {pk} >> {PART_BITS}, md5(convert_to(string_agg(line, '' ORDER BY {pk}), 'UTF8')) "
+        f"FROM (SELECT {pk}, {target_line_sql(tp)} AS line FROM {t} WHERE {pk} >= %s AND {pk} < %s) s GROUP BY 1"
+    )
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT min({pk}) FROM {t}")
+        start = cur.fetchone()[0]
+        while start is not None:
+            number = start >> bits
+            end = (number + 1) << bits
+            cur.execute(parts, (start, end))
+            yield number, dict(cur.fetchall())
+            cur.execute(f"SELECT min({pk}) FROM {t} WHERE {pk} >= %s", (end,))
+            start = cur.fetchone()[0]
+
+
+def _compare_rows(
+    conn: PgConnection, tp: TablePlan, bits: int, delta: TableDelta, r: SourceRange, parts: set[int]
+) -> None:
+    """Row by row, within the given parts of one range (all of todo.db's rows count for the digest)."""
+    delta.source_digest.update(r.data)
+    delta.source_rows += len(r.ids)
+    if not parts:
+        return
+    target = _target_lines(conn, tp, r.number << bits, (r.number + 1) << bits, parts)
+    for i, row_id in enumerate(r.ids):
+        if row_id >> PART_BITS not in parts:
+            continue
+        line = r.data[r.bounds[i] : r.bounds[i + 1]]
+        stored = target.pop(row_id, None)
+        if stored is None:
+            delta.send("inserted", row_id, line)
+        elif stored != line:
+            delta.send("updated", row_id, line)
+    for row_id in sorted(target):
+        delta.delete(row_id)
+
+
+def _target_lines(
+    conn: PgConnection, tp: TablePlan, start: int, end: int, parts: set[int]
+) -> dict[int, bytes]:
+    pk = quote_ident(tp.pk)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {pk}, {target_line_sql(tp)} FROM {qualified(tp)} "
+            f"WHERE {pk} >= %s AND {pk} < %s AND {pk} >> {PART_BITS} = ANY(%s)",
+            (start, end, sorted(parts)),
+        )
+        return {row_id: line.encode() for row_id, line in cur}
+
+
+def _prefetched(items: Iterator[T]) -> Generator[T, None, None]:
+    """The items, produced on a thread a few ahead: SQLite and PostgreSQL both work in C with the
+    GIL released, so the two sides and the comparison overlap."""
+    box: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(done)
+        except BaseException as exc:  # raised in the consuming thread
+            box.put(exc)
+
+    worker = threading.Thread(target=produce, name="sync-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str, ledger.Entry | None]:
+    """What PostgreSQL holds must be what the last migrate/sync left: otherwise someone else
+    wrote there (the app, already switched over?) and catching up would overwrite their rows.
+    The ledger's entries by table; None where one cannot be trusted (--overwrite-changes)."""
+    o = run.options
+    entries: dict[str, ledger.Entry | None] = dict(ledger.read(cur, o.schema))
+    changed = []
+    with run.phase("check ledger"):
+        for tp in plan.tables:
+            what = ledger.written_by_others(cur, qualified(tp), entries.get(tp.name))
+            if what is not None:
+                changed.append(f"{tp.name}: {what}")
+                entries[tp.name] = None
+    if not changed:
+        return entries
+    if o.overwrite_changes:
+        run.console.step(
+            "⚠️", f"--overwrite-changes: PostgreSQL changed since the last migrate/sync ({'; '.join(changed)})"
+        )
+        run.report.warnings.append(f"overwrote changes made in PostgreSQL: {'; '.join(changed)}")
+        return entries
+    raise MigrationError(
+        f"PostgreSQL changed since the last migrate/sync ({'; '.join(changed)}); catching up would overwrite that",
+        "find out who writes there (is the app already pointed at PostgreSQL?); to make PostgreSQL equal "
+        "todo.db anyway, re-run with --overwrite-changes",
+        target_untouched=True,
+    )
+
+
+def record_ledger(
+    run: Run,
+    cur: PgCursor,
+    plan: Plan,
+    deltas: dict[str, TableDelta],
+    entries: dict[str, ledger.Entry | None],
+) -> None:
+    """The rows each table now holds, and this transaction among those that wrote them."""
+    xid = ledger.this_transaction(cur)
+    new = []
+    for tp in plan.tables:
+        before = entries.get(tp.name)
+        # After --overwrite-changes, rows someone else wrote may remain (equal to todo.db's): their
+        # transactions become ours to trust.
+        xids = [xid] + (before.xids if before is not None else _writers(cur, tp))
+        new.append(ledger.Entry(tp.name, deltas[tp.name].source_rows, xids))
+    ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path))
+
+
+def _writers(cur: PgCursor, tp: TablePlan) -> list[int]:
+    cur.execute(f"SELECT DISTINCT xmin::text::bigint FROM {qualified(tp)}")
+    return [x for (x,) in cur.fetchall()]
+
+
+def rows_to_send_are_canonical(source: Source, plan: Plan, deltas: dict[str, TableDelta]) -> bool:
+    """Unchanged rows are proved storable: PostgreSQL holds them. The rows to send must be too."""
+    return all(
+        all_canonical(source, plan, tp, deltas[tp.name].sent_keys.tolist())
+        for tp in plan.tables
+        if tp.source is not None and deltas[tp.name].sent_keys
+    )
+
+
+def sequences_behind(cur: PgCursor, plan: Plan, marks: dict[str, int]) -> list[str]:
+    """Tables whose next id would not pass todo.db's high-water mark (AUTOINCREMENT's counter may
+    move on with no row left to show it)."""
+    return [tp.name for tp in plan.tables if sequence_behind(cur, tp, marks.get(tp.name, 0))]
+
+
+def apply_changes(
+    run: Run, cur: PgCursor, plan: Plan, deltas: dict[str, TableDelta], marks: dict[str, int]
+) -> None:
+    """Deletes first, children before parents (a cascade then finds nothing left to do); then
+    inserts and updates together, parents before children, as one upsert per table (a row a
+    cascade did remove comes back; a new task whose parent is also new goes in with it)."""
+    run.console.step("✍️", "Applying the changes ...")
+    with run.phase("apply"):
+        for tp in reversed(plan.tables):
+            ids = deltas[tp.name].deleted_ids
+            for start in range(0, len(ids), DELETE_BATCH):
+                cur.execute(
+                    f"DELETE FROM {qualified(tp)} WHERE {quote_ident(tp.pk)} = ANY(%s)",
+                    (ids[start : start + DELETE_BATCH].tolist(),),
+                )
+        for tp in plan.tables:
+            delta = deltas[tp.name]
+            if delta.inserted or delta.updated:
+                upsert(cur, tp, delta.rows_to_send)
+        for tp in plan.tables:
+            reset_sequence(cur, tp, marks.get(tp.name, 0))
+
+
+def upsert(cur: PgCursor, tp: TablePlan, rows: IO[bytes]) -> None:
+    """COPY the rows into a temporary table, then one INSERT ... ON CONFLICT (id) DO UPDATE."""
+    staging = sql.Identifier(f"todo_sync_{tp.name}")
+    cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
+    cur.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, sql.SQL(qualified(tp)))
+    )
+    rows.seek(0)
+    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(staging, cols, CSV_OPTIONS), rows)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c.name)) for c in tp.columns if c.name != tp.pk
+    )
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY {pk} ON CONFLICT ({pk}) DO UPDATE SET {u}"
+        ).format(t=sql.SQL(qualified(tp)), cols=cols, s=staging, pk=sql.Identifier(tp.pk), u=updates)
+    )
+    cur.execute(sql.SQL("DROP TABLE {}").format(staging))
+
+
+def verify_synced(
+    run: Run, cur: PgCursor, source: Source, plan: Plan, validation: Validation, deltas: dict[str, TableDelta]
+) -> list[TableCheck]:
+    """As after a migration: a changed table is read back whole, in id order, and its SHA-256
+    must equal that of todo.db's rows; every table's counts add up, no orphans, sequences ahead.
+    An unchanged table was just compared row by row; its values are not read a second time."""
+    run.console.step(
+        "🔍", "Verifying: row counts, a checksum of every changed table's values, foreign keys, sequences ..."
+    )
+    checks = []
+    with run.phase("verify"):
+        for tp in plan.tables:
+            d = deltas[tp.name]
+            log = ChunkLog(total_rows=d.source_rows, digest=d.source_digest)
+            checks.append(verify_table(cur, source, tp, validation, log, values=d.changes > 0, fresh=False))
+    run.report.set_checks(checks)
+    print_checks(run.console, checks, values=True)
+    bad = [ch for ch in checks if not ch.ok]
+    if bad:
+        raise VerificationFailed(
+            f"verification failed in {', '.join(ch.table for ch in bad)}: {bad[0].problem()}",
+            "this should not happen: please report it with the --report output",
+            target_untouched=True,
+        )
+    return checks
+
+
+# --- STEP 7 ----------------------------------------------------------------------------------
+
+
+def print_delta(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> None:
+    c = run.console
+    total = sum(d.changes for d in deltas.values())
+    c.step("📋", f"{'Would change' if run.options.dry_run else 'To change'}: {plural(total, 'row')}")
+    for tp in plan.tables:
+        d = deltas[tp.name]
+        parts = []
+        for kind in ("inserted", "updated", "deleted"):
+            n = getattr(d, kind)
+            if n:
+                ids = ", ".join(map(str, d.first[kind])) + (", …" if n > len(d.first[kind]) else "")
+                parts.append(f"{n:,} {kind} (ids {ids})")
+        c.detail(f"{tp.name:<20} {'; '.join(parts) if parts else 'no change'}")
+
+
+def print_sync_summary(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> None:
+    r, c = run.report, run.console
+    r.set_tables(
+        {
+            name: {"read": d.source_rows, "written": d.inserted + d.updated, "deleted": d.deleted}
+            for name, d in deltas.items()
+        }
+    )
+    phases = ", ".join(f"{k} {s:.2f}s" for k, s in r.phases.items())
+    c.detail(f"phases: {phases}")
+    total = sum(d.changes for d in deltas.values())
+    counts = ", ".join(
+        f"{sum(getattr(d, k) for d in deltas.values()):,} {k}" for k in ("inserted", "updated", "deleted")
+    )
+    seconds = f"{r.duration_s or 0:.2f}s"
+    if run.options.dry_run:
+        c.result(
+            "🎉",
+            f"Dry run passed: a sync would apply {plural(total, 'change')} ({counts}); nothing was written ({seconds})",
+        )
+    elif total == 0:
+        c.result("🎉", f"PostgreSQL already equals todo.db: nothing to do, nothing written ({seconds})")
+    else:
+        c.result("🎉", f"PostgreSQL now equals todo.db: {counts}, verified in {seconds}")
+
+
+def _close(deltas: dict[str, TableDelta]) -> None:
+    for d in deltas.values():
+        d.close()
+
+
+def _discard(path) -> None:
+    if path is not None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
