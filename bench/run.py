@@ -322,7 +322,7 @@ def main() -> int:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated: raw,duckdb,tool,pgloader,naive (forward); raw-reverse,reverse,db-to-sqlite (back)",
+        help="comma-separated: raw,duckdb,tool,pgloader,naive (forward); raw-reverse,reverse,db-to-sqlite (back); sync",
     )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
@@ -387,6 +387,7 @@ def main() -> int:
         if dts is None:
             skip.add("db-to-sqlite")
     want_reverse = bool(REVERSE_KEYS - skip)
+    synced: list[Result] = []
     results: list[Result] = []
     back: list[Result] = []
     phases: dict[str, float] = {}
@@ -455,6 +456,8 @@ def main() -> int:
                             best = result
                         shutil.rmtree(out_dir, ignore_errors=True)
                     back.append(best)
+            if "sync" not in skip:
+                synced = bench_sync(server, db, migrate, work, env, expected, source)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(f"{a.tasks:,} tasks ({total_rows:,} rows), SQLite → PostgreSQL", results, total_rows)
@@ -464,6 +467,16 @@ def main() -> int:
             f"{a.tasks:,} tasks ({total_rows:,} rows), PostgreSQL → a new SQLite file", back, total_rows
         )
         print_phases("migrate_sqlite_to_postgres.py --reverse", back_phases)
+    if synced:
+        tool = next((r for r in results if r.name == "migrate_sqlite_to_postgres.py" and r.ok), None)
+        print(f"\n--sync on {a.tasks:,} tasks, against this tool's full migration in this run")
+        print(f"| {'contender':<40} | {'wall s':>7} | {'× migration':>11} | {'peak RSS MB':>11} | ok |")
+        print(f"|{'-' * 42}|{'-' * 9}|{'-' * 13}|{'-' * 13}|----|")
+        for r in synced:
+            ratio = f"{r.seconds / tool.seconds:.2f}" if tool else "-"
+            print(
+                f"| {r.name:<40} | {r.seconds:>7.2f} | {ratio:>11} | {r.peak_rss_mb:>11.0f} | {'yes' if r.ok else 'NO: ' + r.note} |"
+            )
     if a.json:
         a.json.write_text(
             json.dumps(
@@ -472,11 +485,76 @@ def main() -> int:
                     "results": [vars(r) for r in results],
                     "phases": phases,
                     "reverse": {"results": [vars(r) for r in back], "phases": back_phases},
+                    "sync": [vars(r) for r in synced],
                 },
                 indent=2,
             )
         )
-    return 0 if all(r.ok for r in results + back) else 1
+    return 0 if all(r.ok for r in results + back + synced) else 1
+
+
+def change_one_percent(db: Path, out: Path, seed: int = 13) -> dict[str, int]:
+    """A copy of todo.db after the app changed 1% of its tasks, the way it does: a third updated
+    (completed, a due date moved, a title edited), a third deleted (their patterns with them), a
+    third new tasks. Spread over the whole table, the hardest case for a range-by-range compare."""
+    shutil.copyfile(db, out)
+    conn = sqlite3.connect(out, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    (tasks, top) = conn.execute("SELECT count(*), max(id) FROM tasks").fetchone()
+    each = max(1, tasks // 300)
+    rnd = __import__("random").Random(seed)
+    ids = rnd.sample(range(1, top + 1), 2 * each)
+    conn.execute("BEGIN")
+    for i in ids[:each]:
+        conn.execute(
+            "UPDATE tasks SET completed = 1 - completed, title = title || ' (edited)', "
+            "due_date = strftime('%Y-%m-%d %H:%M:%f', due_date, '+1 day') || '000' WHERE id = ?",
+            (i,),
+        )
+    for i in ids[each:]:
+        conn.execute("DELETE FROM recurring_patterns WHERE task_id = ?", (i,))
+        conn.execute("UPDATE tasks SET parent_task_id = NULL WHERE parent_task_id = ?", (i,))
+        conn.execute("DELETE FROM tasks WHERE id = ?", (i,))
+    conn.execute(
+        "INSERT INTO tasks (title, description, completed, priority, tags, due_date, user_id, is_recurring, "
+        "created_at) SELECT 'new ' || title, description, 0, priority, tags, due_date, user_id, 0, "
+        "'2026-11-25 12:00:00.000000' FROM tasks ORDER BY id LIMIT ?",
+        (each,),
+    )
+    conn.execute("COMMIT")
+    result = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    conn.close()
+    return result
+
+
+def bench_sync(
+    server, db: Path, migrate: list[str], work: Path, env: dict, expected: dict, source: str | None
+) -> list[Result]:
+    """--sync against a database this tool migrated (the forward run's, or one untimed migration):
+    first with nothing changed, then after 1% of the tasks changed. Each run once: the first sync
+    that finds changes applies them."""
+    dbname = source or "bench_sync"
+    if source is None:
+        server.psql(f"DROP DATABASE IF EXISTS {dbname}")
+        server.psql(f"CREATE DATABASE {dbname}")
+        print("migrating once for --sync (not timed) ...", flush=True)
+        subprocess.run([*migrate, "--postgres-url", server.url(dbname)], check=True, cwd=ROOT)
+    url = server.url(dbname)
+    server.psql("VACUUM ANALYZE", dbname=dbname)
+    changed = work / "todo-changed.db"
+    changed_counts = change_one_percent(db, changed)
+    out = []
+    for label, path, want in (
+        ("--sync, nothing changed", db, expected),
+        ("--sync, 1% of tasks changed", changed, changed_counts),
+    ):
+        print(f"running {label} ...", flush=True)
+        cmd = [sys.executable, TOOL, "--sync", "--sqlite-path", str(path), "--postgres-url", url, "--quiet"]
+        seconds, rss, code, output = measure(cmd, env=env)
+        ok = code == 0 and counts(url) == want
+        note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]
+        out.append(Result(label, seconds, rss, ok, note))
+    return out
 
 
 def print_table(title: str, results: list[Result], total_rows: int) -> None:

@@ -125,8 +125,16 @@ def pg_query(url: str, sql: str, params: tuple | None = None, *, autocommit: boo
         conn.close()
 
 
+LEDGER = "todo_migration_ledger"  # the tool's own record of what it left (tests/test_sync.py checks it)
+
+
 def pg_tables(url: str, schema: str = "public") -> dict[str, int]:
-    names = [r[0] for r in pg_query(url, "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+    """The tables of a schema and their rows, the tool's ledger left out."""
+    names = [
+        r[0]
+        for r in pg_query(url, "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+        if r[0] != LEDGER
+    ]
     return {n: pg_query(url, f'SELECT count(*) FROM "{schema}"."{n}"')[0][0] for n in sorted(names)}
 
 

@@ -196,6 +196,20 @@ def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
     compare(migrated_db, pg_url, rejects=rejects)
 
 
+def test_the_ledger_is_written_with_the_data_and_only_then(tmp_path: Path, pg_url: str) -> None:
+    db = make_todo_db(tmp_path / "todo.db")
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = ? WHERE id = 2", ("x" * 300,))
+    src.close()
+    assert_failure(cli(db, pg_url), 1, "would refuse")
+    assert pg_query(pg_url, "SELECT to_regclass('todo_migration_ledger')") == [(None,)]
+    ok(db, pg_url, "--on-invalid", "skip", "--rejects", str(tmp_path / "rejects.jsonl"))
+    rows = pg_query(pg_url, "SELECT table_name, rows, job FROM todo_migration_ledger ORDER BY 1")
+    assert rows == [("recurring_patterns", 3, "migrate"), ("tasks", 22, "migrate"), ("users", 5, "migrate")]
+    writers = pg_query(pg_url, "SELECT DISTINCT xmin::text::bigint FROM tasks")
+    assert pg_query(pg_url, "SELECT DISTINCT unnest(xids) FROM todo_migration_ledger") == writers
+
+
 # --- someone else wrote to PostgreSQL ----------------------------------------------------------
 
 

@@ -4,12 +4,12 @@ only the rows that differ, in one transaction, verified. The cutover's freeze is
     STEP 1  inspect todo.db, inside one read snapshot (a WAL source on this one connection)
     STEP 2  plan the target from models.py (drift refused as in a migration)
     STEP 3  connect to PostgreSQL; find todo.db's highest ids, for the sequences
-    STEP 4  in one transaction, the app's tables locked against writers: compare both sides row
-            by row in id order (find_changes), each row as the very line the verification reads,
-            so a change of one microsecond is a change, and a deleted id used again is an update
-    STEP 5  refuse if PostgreSQL changed since the last migrate/sync (the ledger), unless
-            --overwrite-changes; check the rows to send (the exact pre-flight if one is not
-            canonical, then compare again without the rejected rows)
+    STEP 4  in one transaction, the app's tables locked against writers: refuse if anyone else
+            wrote to PostgreSQL since the last migrate/sync (the ledger), unless --overwrite-changes
+    STEP 5  compare both sides in id order (find_changes), each row as the very line the
+            verification reads, so a change of one microsecond is a change and a deleted id used
+            again is an update; the rows to send are checked (the exact pre-flight if one is not
+            canonical, then compared again without the rejected rows)
     STEP 6  apply (apply_changes): deletes children first, then inserts and updates parents first;
             sequences; verify as a migration does; record the ledger; COMMIT
     STEP 7  report the delta
@@ -168,10 +168,10 @@ def catch_up(
             session.begin(cur, read_only=False, lock_timeout=o.lock_timeout, wait=o.wait, schema=o.schema)
             check_target_tables(run, cur, plan)
             lock_tables(cur, plan)
-            entries = refuse_changes_behind_back(run, cur, plan)  # STEP 5 (cheap: first)
+            entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
             doing = "comparing todo.db with PostgreSQL"
             validation = assume_canonical(plan)
-            deltas = find_changes(run, conn, source, plan, validation)  # STEP 4
+            deltas = find_changes(run, conn, source, plan, validation)  # STEP 5
             if not rows_to_send_are_canonical(source, plan, deltas):
                 run.console.step(
                     "🔁", "Some rows to send need converting or checking: checking every value ..."
