@@ -93,5 +93,5 @@ def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str
         return None
     parts = [f"{entry.rows:,} rows left, {rows:,} now"] if rows != entry.rows else []
     if foreign:
-        parts.append(f"{foreign:,} rows inserted or updated by someone else")
+        parts.append(f"{foreign:,} {'row' if foreign == 1 else 'rows'} inserted or updated by someone else")
     return ", ".join(parts)

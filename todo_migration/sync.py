@@ -19,17 +19,9 @@ Nothing is trusted but the two databases themselves: no timestamps, no triggers 
 
 from __future__ import annotations
 
-import hashlib
-import queue
 import sqlite3
-import tempfile
-import threading
 import time
-from array import array
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from itertools import accumulate
-from typing import IO, Any, TypeVar
+from typing import IO
 
 import psycopg2
 from psycopg2 import sql
@@ -37,6 +29,7 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from . import ledger, session, steps
+from .diff import TableDelta, compare_table
 from .errors import MigrationError, UsageError
 from .load import (
     CSV_OPTIONS,
@@ -44,8 +37,6 @@ from .load import (
     qualified,
     reset_sequence,
     sequence_behind,
-    sqlite_line,
-    target_line_sql,
 )
 from .options import Options
 from .output import Console, plural, print_checks
@@ -57,64 +48,7 @@ from .steps import Run, VerificationFailed
 from .validate import Validation, all_canonical, assume_canonical
 from .verify import TableCheck, verify_table
 
-FIRST_IDS = 5  # ids shown per kind of change
-MAX_RANGE_BITS = 12  # ids compared at once: 4,096
-PART_BITS = 6  # ids per part whose digests are compared: 64
-RANGE_BYTES = 2 * 1024 * 1024  # what one range of todo.db's rows may hold in memory, about
-SPOOL_BYTES = 8 * 1024 * 1024  # rows to send stay in memory up to this, then go to a temp file
 DELETE_BATCH = 10_000
-T = TypeVar("T")
-
-
-@dataclass
-class TableDelta:
-    """What differs in one table, and the SHA-256 of todo.db's rows in id order as the
-    verification reads them back from PostgreSQL."""
-
-    table: str
-    source_rows: int = 0  # rows PostgreSQL must hold (todo.db's, less rejected ones)
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    first: dict[str, list[int]] = field(
-        default_factory=lambda: {"inserted": [], "updated": [], "deleted": []}
-    )
-    source_digest: Any = field(default_factory=hashlib.sha256, repr=False)
-    rows_to_send: IO[bytes] = field(
-        default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES), repr=False
-    )
-    sent_keys: array = field(default_factory=lambda: array("q"), repr=False)  # inserted or updated
-    deleted_ids: array = field(default_factory=lambda: array("q"), repr=False)
-
-    @property
-    def changes(self) -> int:
-        return self.inserted + self.updated + self.deleted
-
-    def _note(self, kind: str, row_id: int) -> None:
-        if len(self.first[kind]) < FIRST_IDS:
-            self.first[kind].append(row_id)
-
-    def send(self, kind: str, row_id: int, line: bytes) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
-        self._note(kind, row_id)
-        self.rows_to_send.write(line)
-        self.sent_keys.append(row_id)
-
-    def delete(self, row_id: int) -> None:
-        self.deleted += 1
-        self._note("deleted", row_id)
-        self.deleted_ids.append(row_id)
-
-    def recordable(self) -> dict[str, object]:
-        return {
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "deleted": self.deleted,
-            "first_ids": self.first,
-        }
-
-    def close(self) -> None:
-        self.rows_to_send.close()
 
 
 def run_sync(options: Options, console: Console, report: RunReport) -> None:
@@ -257,197 +191,6 @@ def find_changes(
     return deltas
 
 
-def compare_table(
-    conn: PgConnection, source: Source, tp: TablePlan, validation: Validation, progress
-) -> TableDelta:
-    """Both sides a range of ids at a time, in id order, each range split into parts: SQLite
-    builds the range's rows as the lines a migration sends, PostgreSQL the MD5 of each part's
-    rows as its read-back prints them (the same text when the values are equal). Only a part
-    whose digests differ is compared row by row: rows only in todo.db are inserts, only in
-    PostgreSQL deletes, differing lines updates. Each side is read on a thread of its own."""
-    delta = TableDelta(tp.name)
-    bits = range_bits(source, tp)
-    src = _prefetched(_source_ranges(source, tp, validation, bits))
-    dst = _prefetched(_target_ranges(conn, tp, bits))
-    try:
-        a, b = next(src, None), next(dst, None)
-        while a is not None or b is not None:
-            if b is None or (a is not None and a.number < b[0]):
-                _compare_rows(conn, tp, bits, delta, a, set(a.parts))
-                progress(len(a.ids))
-                a = next(src, None)
-            elif a is None or b[0] < a.number:
-                _compare_rows(conn, tp, bits, delta, SourceRange(b[0]), set(b[1]))
-                b = next(dst, None)
-            else:
-                differing = {p for p in a.parts.keys() | b[1].keys() if a.parts.get(p) != b[1].get(p)}
-                _compare_rows(conn, tp, bits, delta, a, differing)
-                progress(len(a.ids))
-                a, b = next(src, None), next(dst, None)
-    finally:
-        src.close()
-        dst.close()
-    return delta
-
-
-@dataclass
-class SourceRange:
-    """One range of ids of todo.db: its rows' lines back to back, where each row's line starts,
-    and the MD5 of each part's lines."""
-
-    number: int
-    data: bytes = b""
-    ids: list[int] = field(default_factory=list)
-    bounds: list[int] = field(default_factory=lambda: [0])
-    parts: dict[int, str] = field(default_factory=dict)
-
-
-def range_bits(source: Source, tp: TablePlan) -> int:
-    """Ids per range (a power of two): 4,096 rows of the app's usual size are about 1 MB; wide
-    rows get narrower ranges, so that memory stays flat. Both sides use the same ranges."""
-    if tp.source is None or not tp.source_rows:
-        return MAX_RANGE_BITS
-    sample = source.conn.execute(
-        f"SELECT avg(length(CAST({sqlite_line(tp)} AS BLOB))) FROM (SELECT * FROM {tp.sqlite} LIMIT 1000)"
-    ).fetchone()[0]
-    bits = MAX_RANGE_BITS
-    while bits > PART_BITS and (1 << bits) * (sample or 1) > RANGE_BYTES:
-        bits -= 1
-    return bits
-
-
-def _source_ranges(source: Source, tp: TablePlan, validation: Validation, bits: int) -> Iterator[SourceRange]:
-    if tp.source is None:
-        return
-    kept = validation.kept(tp)
-    also = f" AND {kept}" if kept else ""
-    rk = tp.row_key
-    seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} >= ?{also}"
-    rows = (
-        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
-        f"FROM (SELECT {rk} AS k, {sqlite_line(tp)} AS line FROM {tp.sqlite} "
-        f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
-    )
-    start = source.conn.execute(
-        f"SELECT min({rk}) FROM {tp.sqlite}{' WHERE ' + kept if kept else ''}"
-    ).fetchone()[0]
-    while start is not None:
-        number = start >> bits
-        end = (number + 1) << bits
-        data, ids, lengths = source.conn.execute(rows, (start, end)).fetchone()
-        yield _split(number, data, ids, lengths)
-        start = source.conn.execute(seek, (end,)).fetchone()[0]
-
-
-def _split(number: int, data: bytes, ids: bytes, lengths: bytes) -> SourceRange:
-    r = SourceRange(number, data, list(map(int, ids.split(b","))))
-    r.bounds = list(accumulate(map(int, lengths.split(b",")), initial=0))
-    i, n = 0, len(r.ids)
-    while i < n:
-        part = r.ids[i] >> PART_BITS
-        j = i + 1
-        while j < n and r.ids[j] >> PART_BITS == part:
-            j += 1
-        r.parts[part] = hashlib.md5(data[r.bounds[i] : r.bounds[j]]).hexdigest()
-        i = j
-    return r
-
-
-def _target_ranges(conn: PgConnection, tp: TablePlan, bits: int) -> Iterator[tuple[int, dict[int, str]]]:
-    """(range number, {part: MD5 of its rows' lines}), computed by PostgreSQL."""
-    t, pk = qualified(tp), quote_ident(tp.pk)
-    parts = (
-        f"SELECT {pk} >> {PART_BITS}, md5(convert_to(string_agg(line, '' ORDER BY {pk}), 'UTF8')) "
-        f"FROM (SELECT {pk}, {target_line_sql(tp)} AS line FROM {t} WHERE {pk} >= %s AND {pk} < %s) s GROUP BY 1"
-    )
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT min({pk}) FROM {t}")
-        start = cur.fetchone()[0]
-        while start is not None:
-            number = start >> bits
-            end = (number + 1) << bits
-            cur.execute(parts, (start, end))
-            yield number, dict(cur.fetchall())
-            cur.execute(f"SELECT min({pk}) FROM {t} WHERE {pk} >= %s", (end,))
-            start = cur.fetchone()[0]
-
-
-def _compare_rows(
-    conn: PgConnection, tp: TablePlan, bits: int, delta: TableDelta, r: SourceRange, parts: set[int]
-) -> None:
-    """Row by row, within the given parts of one range (all of todo.db's rows count for the digest)."""
-    delta.source_digest.update(r.data)
-    delta.source_rows += len(r.ids)
-    if not parts:
-        return
-    target = _target_lines(conn, tp, r.number << bits, (r.number + 1) << bits, parts)
-    for i, row_id in enumerate(r.ids):
-        if row_id >> PART_BITS not in parts:
-            continue
-        line = r.data[r.bounds[i] : r.bounds[i + 1]]
-        stored = target.pop(row_id, None)
-        if stored is None:
-            delta.send("inserted", row_id, line)
-        elif stored != line:
-            delta.send("updated", row_id, line)
-    for row_id in sorted(target):
-        delta.delete(row_id)
-
-
-def _target_lines(
-    conn: PgConnection, tp: TablePlan, start: int, end: int, parts: set[int]
-) -> dict[int, bytes]:
-    pk = quote_ident(tp.pk)
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {pk}, {target_line_sql(tp)} FROM {qualified(tp)} "
-            f"WHERE {pk} >= %s AND {pk} < %s AND {pk} >> {PART_BITS} = ANY(%s)",
-            (start, end, sorted(parts)),
-        )
-        return {row_id: line.encode() for row_id, line in cur}
-
-
-def _prefetched(items: Iterator[T]) -> Generator[T, None, None]:
-    """The items, produced on a thread a few ahead: SQLite and PostgreSQL both work in C with the
-    GIL released, so the two sides and the comparison overlap."""
-    box: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            box.put(done)
-        except BaseException as exc:  # raised in the consuming thread
-            box.put(exc)
-
-    worker = threading.Thread(target=produce, name="sync-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = box.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                box.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
-
-
 def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str, ledger.Entry | None]:
     """What PostgreSQL holds must be what the last migrate/sync left: otherwise someone else
     wrote there (the app, already switched over?) and catching up would overwrite their rows.
@@ -492,7 +235,7 @@ def record_ledger(
         # After --overwrite-changes, rows someone else wrote may remain (equal to todo.db's): their
         # transactions become ours to trust.
         xids = [xid] + (before.xids if before is not None else _writers(cur, tp))
-        new.append(ledger.Entry(tp.name, deltas[tp.name].source_rows, xids))
+        new.append(ledger.Entry(tp.name, deltas[tp.name].sqlite_rows, xids))
     ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path))
 
 
@@ -572,7 +315,7 @@ def verify_synced(
     with run.phase("verify"):
         for tp in plan.tables:
             d = deltas[tp.name]
-            log = ChunkLog(total_rows=d.source_rows, digest=d.source_digest)
+            log = ChunkLog(total_rows=d.sqlite_rows, digest=d.sqlite_digest)
             checks.append(verify_table(cur, source, tp, validation, log, values=d.changes > 0, fresh=False))
     run.report.set_checks(checks)
     print_checks(run.console, checks, values=True)
@@ -608,7 +351,7 @@ def print_sync_summary(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> N
     r, c = run.report, run.console
     r.set_tables(
         {
-            name: {"read": d.source_rows, "written": d.inserted + d.updated, "deleted": d.deleted}
+            name: {"read": d.sqlite_rows, "written": d.inserted + d.updated, "deleted": d.deleted}
             for name, d in deltas.items()
         }
     )
