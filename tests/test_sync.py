@@ -13,12 +13,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import psycopg2
 import pytest
 from compare import compare
 from conftest import ROOT, SCRIPT, assert_failure, explain, pg_query, run_cli, wait_for
+from export_compare import assert_app_schema, assert_same, pg_as_sqlite, sqlite_dump
 from realworld import file_digest
 
 from tools.make_todo_db import make_todo_db
@@ -262,7 +265,7 @@ def test_sync_needs_a_migrated_target(tmp_path: Path, pg_url: str) -> None:
         (["--sync", "--verify-only"], "--verify-only"),
         (["--sync", "--no-verify"], "--no-verify"),
         (["--overwrite-changes"], "--sync"),
-        (["--sync", "--reverse"], "--reverse --sync"),
+        (["--sync", "--reverse", "--strip-nul"], "--strip-nul"),
     ],
 )
 def test_flags_that_make_no_sense_with_sync(
@@ -348,3 +351,131 @@ def test_runbook_with_the_app_writing_throughout(tmp_path: Path, pg_url: str) ->
     compare(db, pg_url)
     assert NOTHING in ok(db, pg_url, "--sync").stdout
     assert not Path(f"{db}-journal").exists()
+
+
+# --- the way back: --reverse --sync brings a todo.db up to date with PostgreSQL ------------------
+
+
+def back(url: str, dest: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_cli("--reverse", "--postgres-url", url, "--sqlite-path", str(dest), *args, timeout=600)
+
+
+def back_ok(url: str, dest: Path, *args: str) -> subprocess.CompletedProcess:
+    result = back(url, dest, *args)
+    assert result.returncode == 0, explain(result)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def assert_file_equals_postgres(dest: Path, url: str) -> None:
+    assert_app_schema(dest)
+    assert_same(sqlite_dump(dest), pg_as_sqlite(url), "todo.db", "PostgreSQL")
+
+
+@pytest.fixture
+def exported_db(migrated_db: Path, pg_url: str, tmp_path: Path) -> Path:
+    dest = tmp_path / "back" / "todo.db"
+    dest.parent.mkdir()
+    back_ok(pg_url, dest)
+    return dest
+
+
+def test_reverse_sync_brings_todo_db_up_to_date(exported_db: Path, pg_url: str, tmp_path: Path) -> None:
+    dest = exported_db
+    pg_query(
+        pg_url,
+        "UPDATE tasks SET title = 'it''s new', description = E'two\\nlines, ''quoted''', completed = true, "
+        "due_date = due_date + interval '1 microsecond' WHERE id = 7; "
+        "DELETE FROM tasks WHERE id = (SELECT task_id FROM recurring_patterns ORDER BY id LIMIT 1); "
+        "INSERT INTO users (email, username, hashed_password, is_active, created_at) "
+        "VALUES ('back@example.com', 'back', 'h', true, '2026-11-25 10:00:00'); "
+        "INSERT INTO tasks (title, user_id, parent_task_id, created_at) "
+        "VALUES ('subtask', (SELECT max(id) FROM users), 7, '2026-11-25 10:00:00.5')",
+        autocommit=True,
+    )
+    before = file_digest(dest)
+    dry = back_ok(pg_url, dest, "--sync", "--dry-run")
+    assert "Dry run passed" in dry.stdout, explain(dry)
+    assert file_digest(dest) == before
+    report = tmp_path / "back.json"
+    result = back_ok(pg_url, dest, "--sync", "--report", str(report))
+    assert "todo.db now equals PostgreSQL" in result.stdout, explain(result)
+    assert_file_equals_postgres(dest, pg_url)
+    delta = json.loads(report.read_text())["delta"]
+    assert delta["users"]["inserted"] == 1 and delta["tasks"]["inserted"] == 1
+    assert 7 in delta["tasks"]["first_ids"]["updated"] and delta["recurring_patterns"]["deleted"] >= 1
+    after = file_digest(dest)
+    again = back_ok(pg_url, dest, "--sync")
+    assert "todo.db already equals PostgreSQL" in again.stdout, explain(again)
+    assert file_digest(dest) == after, "a sync with nothing to do wrote to todo.db"
+    back_ok(pg_url, dest, "--verify-only")
+
+
+def test_reverse_sync_refuses_a_file_written_since(exported_db: Path, pg_url: str) -> None:
+    src = sqlite3.connect(exported_db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'written by the app on SQLite' WHERE id = 4")
+    src.close()
+    before = file_digest(exported_db)
+    line = assert_failure(
+        back(pg_url, exported_db, "--sync"), 1, "changed since the last export/sync", "tasks"
+    )
+    assert "--overwrite-changes" in line
+    assert file_digest(exported_db) == before
+    back_ok(pg_url, exported_db, "--sync", "--overwrite-changes")
+    assert_file_equals_postgres(exported_db, pg_url)
+
+
+def test_reverse_sync_needs_an_exported_file_that_no_app_has_open(
+    exported_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    assert_failure(back(pg_url, tmp_path / "absent.db", "--sync"), 2, "does not exist", "--reverse")
+    Path(f"{exported_db}-wal").write_bytes(b"")
+    try:
+        assert_failure(back(pg_url, exported_db, "--sync"), 2, "open in an app")
+    finally:
+        Path(f"{exported_db}-wal").unlink()
+    original = make_todo_db(tmp_path / "original.db", tasks=5)  # the app's own file: no ledger
+    assert_failure(back(pg_url, original, "--sync"), 1, "no record")
+
+
+def test_reverse_runbook_with_the_app_writing_to_postgresql(exported_db: Path, pg_url: str) -> None:
+    """The way back while the app runs on PostgreSQL: catch up, catch up again, stop the app, one
+    last catch-up; todo.db then equals PostgreSQL."""
+    done = threading.Event()
+    commits = [0]
+    failure: list[BaseException] = []
+
+    def app() -> None:
+        conn = psycopg2.connect(pg_url)
+        try:
+            with conn.cursor() as cur:
+                while not done.is_set():
+                    n = commits[0]
+                    cur.execute(
+                        "INSERT INTO tasks (title, user_id, created_at, description) "
+                        "VALUES (%s, 1, now(), %s)", (f"pg task {n}", "a\nb" if n % 2 else None),
+                    )  # fmt: skip
+                    cur.execute("UPDATE tasks SET completed = NOT completed WHERE id = %s", (n % 50 + 1,))
+                    cur.execute(
+                        "DELETE FROM tasks WHERE id = (SELECT max(id) FROM tasks) AND %s %% 5 = 0", (n,)
+                    )
+                    conn.commit()
+                    commits[0] += 1
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=app, daemon=True)
+    writer.start()
+    try:
+        for target in (10, 40, 80):
+            assert wait_for(lambda target=target: commits[0] >= target or bool(failure))
+            result = back_ok(pg_url, exported_db, "--sync")
+            assert "equals PostgreSQL" in result.stdout, explain(result)
+    finally:
+        done.set()
+        writer.join()
+    assert not failure, failure
+    back_ok(pg_url, exported_db, "--sync")
+    assert_file_equals_postgres(exported_db, pg_url)

@@ -31,6 +31,7 @@ from .options import DEFAULT_LOCK_TIMEOUT, Options
 from .output import Console
 from .report import RunReport
 from .sync import run_sync
+from .sync_back import run_sync_back
 from .target import parse_target_url
 
 DEFAULT_SQLITE_PATH = "./todo.db"
@@ -224,11 +225,6 @@ def refuse_forward_only_flags(args: argparse.Namespace) -> None:
 
 def refuse_flags_beside_sync(args: argparse.Namespace) -> None:
     """A sync changes an existing target in place and always verifies what it changed."""
-    if args.reverse:
-        raise UsageError(
-            "--reverse --sync (bringing a todo.db up to date with PostgreSQL) is not available yet",
-            "export afresh with --reverse --force-recreate",
-        )
     for flag, on, fix in (
         ("--force-recreate", args.force_recreate, "a sync keeps the tables; drop --sync to replace them"),
         ("--verify-only", args.verify_only, "--sync --dry-run compares without writing"),
@@ -285,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
 INTERRUPTED_LINE = "interrupted; the transaction was rolled back, nothing was changed in PostgreSQL"
 INTERRUPTED_EXPORT = "interrupted; the temporary file was removed, the destination was not touched"
+INTERRUPTED_SYNC_BACK = "interrupted; the transaction on todo.db was rolled back, todo.db was not changed"
 
 
 def _main(argv: list[str] | None) -> int:
@@ -297,11 +294,15 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
-        interrupted = INTERRUPTED_EXPORT if args.reverse and not args.verify_only else INTERRUPTED_LINE
+        interrupted = INTERRUPTED_LINE
+        if args.reverse and not args.verify_only:
+            interrupted = INTERRUPTED_SYNC_BACK if args.sync else INTERRUPTED_EXPORT
         console = Console(quiet=args.quiet)
         rejects_path, report_path = output_paths(args)
         options = options_from(args, rejects_path, report_path)
-        if options.sync:
+        if options.sync and options.reverse:
+            run_sync_back(options, console, report)
+        elif options.sync:
             run_sync(options, console, report)
         elif options.reverse and not options.verify_only:
             run_export(options, console, report)

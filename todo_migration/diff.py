@@ -53,6 +53,7 @@ class TableDelta:
         default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES), repr=False
     )
     sent_keys: array = field(default_factory=lambda: array("q"), repr=False)  # inserted or updated
+    sent_lengths: array = field(default_factory=lambda: array("q"), repr=False)  # of each line sent
     deleted_ids: array = field(default_factory=lambda: array("q"), repr=False)
 
     @property
@@ -68,6 +69,7 @@ class TableDelta:
         self._note(kind, row_id)
         self.rows_to_send.write(line)
         self.sent_keys.append(row_id)
+        self.sent_lengths.append(len(line))
 
     def delete(self, row_id: int) -> None:
         self.deleted += 1

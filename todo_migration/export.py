@@ -105,6 +105,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
                 try:
                     exported = build_file(run, cur, tmp, tables, counts)  # STEP 4
                     verify_file(run, tmp, exported)  # STEP 5
+                    record_ledger_in_file(tmp, exported, options.target.masked)
                     with run.phase("rename"):  # STEP 6
                         _give_mode(tmp, dest)
                         _fsync(tmp)
@@ -144,19 +145,9 @@ def check_destination(run: Run, dest: Path) -> None:
         raise UsageError(
             f"the directory of {str(dest)!r} does not exist", "create it, or pass another --sqlite-path"
         )
-    for companion in (Path(f"{dest}-wal"), Path(f"{dest}-journal")):
-        if companion.exists():
-            raise UsageError(
-                f"{str(dest)!r} is open in an app ({companion.name} beside it): replacing it would lose "
-                "what that app writes",
-                "stop the app (it removes the file when it closes the database), then re-run",
-            )
+    refuse_if_open(dest, "replacing")
     if not dest.exists():
         return
-    if _locked(dest):
-        raise UsageError(
-            f"{str(dest)!r} is locked by another process (an app writing to it)", "stop the app, then re-run"
-        )
     if not o.force_recreate:
         raise UsageError(
             f"{str(dest)!r} already exists",
@@ -166,6 +157,22 @@ def check_destination(run: Run, dest: Path) -> None:
     if not o.dry_run and not o.yes and os.isatty(0):
         if not run.console.confirm(f"Replace {dest} with the export of {o.target.masked}?"):
             raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+
+
+def refuse_if_open(dest: Path, doing: str) -> None:
+    """A todo.db an app has open (a -wal or -journal beside it, or a transaction on it) is never
+    written: what the app writes meanwhile would be lost."""
+    for companion in (Path(f"{dest}-wal"), Path(f"{dest}-journal")):
+        if companion.exists():
+            raise UsageError(
+                f"{str(dest)!r} is open in an app ({companion.name} beside it): {doing} it would lose "
+                "what that app writes",
+                "stop the app (it removes the file when it closes the database), then re-run",
+            )
+    if dest.exists() and _locked(dest):
+        raise UsageError(
+            f"{str(dest)!r} is locked by another process (an app writing to it)", "stop the app, then re-run"
+        )
 
 
 def _locked(path: Path) -> bool:
@@ -440,6 +447,21 @@ def verify_file(run: Run, path: Path, exported: list[Exported]) -> None:
             f"the new file does not match PostgreSQL ({what}); the destination was not touched",
             "this should not happen: please report it with the --report output",
         )
+
+
+def record_ledger_in_file(path: Path, exported: list[Exported], source: str) -> None:
+    """What the export left, by table (rows, and the SHA-256 the file was just verified with), so
+    that a later --reverse --sync can tell whether anyone has written to the file since."""
+    from . import ledger
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        entries = [ledger.FileEntry(e.table, e.rows, e.checksum) for e in exported]
+        ledger.record_in_file(db, entries, job="export", source=source)
+        db.execute("COMMIT")
+    finally:
+        db.close()
 
 
 # --- STEP 6 and helpers ----------------------------------------------------------------------

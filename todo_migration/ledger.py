@@ -12,6 +12,8 @@ the app's tables only.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
@@ -95,3 +97,62 @@ def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str
     if foreign:
         parts.append(f"{foreign:,} {'row' if foreign == 1 else 'rows'} inserted or updated by someone else")
     return ", ".join(parts)
+
+
+# --- in todo.db: what the last export (--reverse) or --reverse --sync left there ---------------
+#
+# SQLite stamps no row with its writer, so the entry is a checksum: the rows, and the SHA-256 of
+# the table's rows in id order as the forward direction reads them (the stream the export was
+# verified with). The app ignores the table; the forward migration does not copy it.
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    table: str
+    rows: int
+    sha256: str
+
+
+def read_file_entries(db: sqlite3.Connection) -> dict[str, FileEntry]:
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEDGER_TABLE,)
+    ).fetchone()
+    if not exists:
+        return {}
+    rows = db.execute(f"SELECT table_name, rows, sha256 FROM {LEDGER_TABLE}").fetchall()
+    return {_text(t): FileEntry(_text(t), n, _text(h)) for t, n, h in rows}
+
+
+def record_in_file(db: sqlite3.Connection, entries: list[FileEntry], *, job: str, source: str) -> None:
+    """Write (or replace) the entries, inside the caller's transaction on todo.db."""
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (table_name TEXT PRIMARY KEY, rows INTEGER NOT NULL, "
+        "sha256 TEXT NOT NULL, job TEXT NOT NULL, source TEXT NOT NULL, tool_version TEXT NOT NULL, "
+        "written_at TEXT NOT NULL)"
+    )
+    written = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    db.executemany(
+        f"INSERT OR REPLACE INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(e.table, e.rows, e.sha256, job, source, __version__, written) for e in entries],
+    )
+
+
+def file_changed(entries: dict[str, FileEntry], now: dict[str, FileEntry]) -> list[str]:
+    """The tables of todo.db that differ from what the ledger says was left, each in words."""
+    changed = []
+    for table, current in now.items():
+        left = entries.get(table)
+        if left is None:
+            changed.append(f"{table}: no record of what the last export/sync left")
+        elif (left.rows, left.sha256) != (current.rows, current.sha256):
+            rows = (
+                f"{left.rows:,} rows left, {current.rows:,} now"
+                if left.rows != current.rows
+                else "values changed"
+            )
+            changed.append(f"{table}: {rows}")
+    return changed
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -12,6 +12,7 @@ from sqlalchemy import Column, MetaData, Table
 from sqlalchemy.sql.elements import conv
 
 from .convert import Codec, Conversions, codec_for
+from .ledger import LEDGER_TABLE
 from .source import Source, SourceTable, quote_ident
 
 
@@ -168,7 +169,8 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: 
             )
         )
     planned = {t.name.lower() for t in tables}
-    ignored = sorted(t.name for key, t in source.tables.items() if key not in planned)
+    # The tool's own record of what an export left (ledger.py) is not the app's data.
+    ignored = sorted(t.name for key, t in source.tables.items() if key not in planned and key != LEDGER_TABLE)
     for name in ignored:
         rows = source.tables[name.lower()].row_count
         drift.append(
