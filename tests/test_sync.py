@@ -213,6 +213,32 @@ def test_the_ledger_is_written_with_the_data_and_only_then(tmp_path: Path, pg_ur
     assert pg_query(pg_url, "SELECT DISTINCT unnest(xids) FROM todo_migration_ledger") == writers
 
 
+def test_a_new_row_without_its_parent_is_refused_or_rejected(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """The values check passes the row; PostgreSQL's foreign key refuses it; the exact pre-flight
+    then names it (fail) or sets it aside with its children (skip), as in a migration."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)  # the app runs without foreign keys on
+    src.execute(
+        "INSERT INTO tasks (id, title, completed, priority, user_id, is_recurring, created_at) "
+        "VALUES (9001, 'orphan', 0, 'low', 4242, 0, '2026-11-25 10:00:00.000000')"
+    )
+    src.execute(
+        "INSERT INTO recurring_patterns (task_id, user_id, frequency, interval, is_active, created_at) "
+        "VALUES (9001, 1, 'daily', 1, 1, '2026-11-25 10:00:00.000000')"
+    )
+    src.close()
+    before = target_state(pg_url)
+    result = cli(migrated_db, pg_url, "--sync")
+    assert_failure(result, 1, "would refuse")
+    assert "9001" in result.stdout, explain(result)
+    assert target_state(pg_url) == before
+    rejects = tmp_path / "rejects.jsonl"
+    ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    compare(migrated_db, pg_url, rejects=rejects)
+    assert pg_query(pg_url, "SELECT count(*) FROM tasks WHERE id = 9001") == [(0,)]
+
+
 # --- someone else wrote to PostgreSQL ----------------------------------------------------------
 
 

@@ -66,7 +66,13 @@ def run_sync(options: Options, console: Console, report: RunReport) -> None:
         conn, plan = steps.connect_target(run, plan)  # STEP 3
         try:
             marks = steps.sequence_marks(run, source, plan)
-            deltas = catch_up(run, conn, source, plan, marks)  # STEPS 4-6
+            try:
+                deltas = catch_up(run, conn, source, plan, marks, exact=False)  # STEPS 4-6
+            except RefusedRow:
+                run.console.step(
+                    "🔁", "PostgreSQL refused a row to send: rolled back; checking every value ..."
+                )
+                deltas = catch_up(run, conn, source, plan, marks, exact=True)
         finally:
             conn.close()
         report.duration_s = time.perf_counter() - started  # STEP 7
@@ -90,9 +96,16 @@ def require_row_ids(plan: Plan) -> None:
 # --- STEPS 4-6: one transaction ----------------------------------------------------------------
 
 
+class RefusedRow(Exception):
+    """PostgreSQL refused a row the values check passed (a parent missing from todo.db, say): the
+    exact pre-flight then decides, as in a migration."""
+
+
 def catch_up(
-    run: Run, conn: PgConnection, source: Source, plan: Plan, marks: dict[str, int]
+    run: Run, conn: PgConnection, source: Source, plan: Plan, marks: dict[str, int], *, exact: bool
 ) -> dict[str, TableDelta]:
+    """One transaction. Without `exact`, rows to send that pass the values check go as they are,
+    and a row PostgreSQL refuses raises RefusedRow (rolled back)."""
     o = run.options
     doing = "locking the app's tables"
     deltas: dict[str, TableDelta] = {}
@@ -104,9 +117,9 @@ def catch_up(
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
             doing = "comparing todo.db with PostgreSQL"
-            validation = assume_canonical(plan)
+            validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
             deltas = find_changes(run, conn, source, plan, validation)  # STEP 5
-            if not rows_to_send_are_canonical(source, plan, deltas):
+            if not exact and not rows_to_send_are_canonical(source, plan, deltas):
                 run.console.step(
                     "🔁", "Some rows to send need converting or checking: checking every value ..."
                 )
@@ -137,6 +150,8 @@ def catch_up(
         if isinstance(exc, sqlite3.Error):
             raise explain_sqlite_error(exc, o.sqlite_path) from None
         if isinstance(exc, psycopg2.Error):
+            if not exact and doing == "applying the changes" and (exc.pgcode or "")[:2] in ("22", "23"):
+                raise RefusedRow from None
             raise session.explain_failure(
                 exc,
                 o.target,
