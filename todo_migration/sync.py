@@ -76,7 +76,7 @@ def run_sync(options: Options, console: Console, report: RunReport) -> None:
         finally:
             conn.close()
         report.duration_s = time.perf_counter() - started  # STEP 7
-        print_sync_summary(run, plan, deltas)
+        print_sync_summary(run, deltas, target="PostgreSQL", source="todo.db")
     finally:
         source.close()
 
@@ -362,7 +362,8 @@ def print_delta(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> None:
         c.detail(f"{tp.name:<20} {'; '.join(parts) if parts else 'no change'}")
 
 
-def print_sync_summary(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> None:
+def print_sync_summary(run: Run, deltas: dict[str, TableDelta], *, target: str, source: str) -> None:
+    """The per-table counts for the report, the phases, and the one result line (either way)."""
     r, c = run.report, run.console
     r.set_tables(
         {
@@ -370,22 +371,19 @@ def print_sync_summary(run: Run, plan: Plan, deltas: dict[str, TableDelta]) -> N
             for name, d in deltas.items()
         }
     )
-    phases = ", ".join(f"{k} {s:.2f}s" for k, s in r.phases.items())
-    c.detail(f"phases: {phases}")
+    c.detail("phases: " + ", ".join(f"{k} {s:.2f}s" for k, s in r.phases.items()))
     total = sum(d.changes for d in deltas.values())
     counts = ", ".join(
         f"{sum(getattr(d, k) for d in deltas.values()):,} {k}" for k in ("inserted", "updated", "deleted")
     )
     seconds = f"{r.duration_s or 0:.2f}s"
     if run.options.dry_run:
-        c.result(
-            "🎉",
-            f"Dry run passed: a sync would apply {plural(total, 'change')} ({counts}); nothing was written ({seconds})",
-        )
+        line = f"Dry run passed: a sync would apply {plural(total, 'change')} ({counts}); nothing was written ({seconds})"
     elif total == 0:
-        c.result("🎉", f"PostgreSQL already equals todo.db: nothing to do, nothing written ({seconds})")
+        line = f"{target} already equals {source}: nothing to do, nothing written ({seconds})"
     else:
-        c.result("🎉", f"PostgreSQL now equals todo.db: {counts}, verified in {seconds}")
+        line = f"{target} now equals {source}: {counts}, verified in {seconds}"
+    c.result("🎉", line)
 
 
 def _close(deltas: dict[str, TableDelta]) -> None:

@@ -38,7 +38,7 @@ from .plan import Plan, TablePlan
 from .report import RunReport
 from .source import Source, explain_sqlite_error
 from .steps import Run, VerificationFailed
-from .sync import print_delta, require_row_ids
+from .sync import print_delta, print_sync_summary, require_row_ids
 from .validate import all_canonical, assume_canonical
 
 BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT
@@ -81,7 +81,7 @@ def run_sync_back(options: Options, console: Console, report: RunReport) -> None
         session.rollback_quietly(conn)
         conn.close()
     report.duration_s = time.perf_counter() - started
-    print_summary_back(run, deltas)
+    print_sync_summary(run, deltas, target="todo.db", source="PostgreSQL")
 
 
 def check_file(run: Run, dest: Path) -> None:
@@ -239,28 +239,3 @@ def verify_file_synced(
 
 def _first(delta: TableDelta) -> int:
     return next(ids[0] for ids in delta.first.values() if ids)
-
-
-def print_summary_back(run: Run, deltas: dict[str, TableDelta]) -> None:
-    r, c = run.report, run.console
-    r.set_tables(
-        {
-            n: {"read": d.sqlite_rows, "written": d.inserted + d.updated, "deleted": d.deleted}
-            for n, d in deltas.items()
-        }
-    )
-    c.detail("phases: " + ", ".join(f"{k} {s:.2f}s" for k, s in r.phases.items()))
-    counts = ", ".join(
-        f"{sum(getattr(d, k) for d in deltas.values()):,} {k}" for k in ("inserted", "updated", "deleted")
-    )
-    total = sum(d.changes for d in deltas.values())
-    seconds = f"{r.duration_s or 0:.2f}s"
-    if run.options.dry_run:
-        c.result(
-            "🎉",
-            f"Dry run passed: a sync would apply {total:,} changes to todo.db ({counts}); nothing was written ({seconds})",
-        )
-    elif total == 0:
-        c.result("🎉", f"todo.db already equals PostgreSQL: nothing to do, nothing written ({seconds})")
-    else:
-        c.result("🎉", f"todo.db now equals PostgreSQL: {counts}, verified in {seconds}")
