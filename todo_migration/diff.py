@@ -29,7 +29,7 @@ from .validate import Validation
 
 FIRST_IDS = 5  # ids shown per kind of change
 MAX_RANGE_BITS = 12  # ids compared at once: 4,096
-PART_BITS = 6  # ids per part whose digests are compared: 64
+PART_BITS = 3  # ids per part whose digests are compared: 8
 RANGE_BYTES = 2 * 1024 * 1024  # what one range of todo.db's rows may hold in memory, about
 SPOOL_BYTES = 8 * 1024 * 1024  # rows to send stay in memory up to this, then go to a temp file
 T = TypeVar("T")
