@@ -17,6 +17,10 @@ from .errors import INTERRUPTED, MigrationError, UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
+# The wal-index header at the start of a WAL database's -shm file: two copies of 48 bytes, which
+# SQLite rewrites on every commit (a change counter, the last frame, checksums; new salts when
+# the WAL restarts). https://www.sqlite.org/walformat.html
+WAL_INDEX_HEADER = 48
 
 
 @dataclass
@@ -59,23 +63,36 @@ class Source:
     journal_mode: str
     immutable: bool = False
     objects: list[SchemaObject] = field(default_factory=list)
+    wal_header: bytes | None = field(default=None, repr=False)  # read just before our snapshot began
 
     def table(self, name: str) -> SourceTable | None:
         return self.tables.get(name.lower())
 
-    def extra_readers(self, count: int) -> list[sqlite3.Connection]:
-        """More connections that see exactly our snapshot, for scanning on both cores.
+    @property
+    def live_wal(self) -> bool:
+        """WAL mode, where a writer may commit while we read (not a file opened immutable)."""
+        return self.journal_mode.lower() == "wal" and not self.immutable
 
-        Only where that is guaranteed: in rollback-journal mode our open read transaction holds
-        a SHARED lock, so no writer can commit until we finish and every reader sees the same
-        data. In WAL mode a writer may commit between two connections' snapshots, so there
-        we scan on this one connection alone.
+    def extra_readers(self, count: int) -> list[sqlite3.Connection]:
+        """More connections that see exactly our snapshot, for scanning on both cores; none where
+        that cannot be shown (then we scan on this one connection alone).
+
+        In rollback-journal mode our open read transaction holds a SHARED lock, so no writer can
+        commit until we finish and every reader sees the same data. In WAL mode a writer may
+        commit between two connections' snapshots: there the new readers are kept only if the
+        wal-index header, read before our snapshot began and again after theirs began, is
+        unchanged, i.e. nothing was committed in between (SQLite 3.40's sqlite3_snapshot_open,
+        which would say so directly, is neither compiled in nor reachable from Python).
         """
-        if count < 1 or (self.journal_mode.lower() == "wal" and not self.immutable):
+        if count < 1 or (self.live_wal and self.wal_header is None):
             return []
         readers = [_connect_read_only(self.path, immutable=self.immutable) for _ in range(count)]
         for conn in readers:
             _start_snapshot(conn)
+        if self.live_wal and wal_index_header(self.path) != self.wal_header:
+            for conn in readers:
+                conn.close()
+            return []
         return readers
 
     def close(self) -> None:
@@ -171,6 +188,20 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+def wal_index_header(path: Path) -> bytes | None:
+    """The -shm file's wal-index header, or None where it cannot be read whole and consistent.
+    SQLite writes its two copies one after the other and readers retry until they agree; a copy
+    read mid-commit therefore differs from the other and is refused here too."""
+    try:
+        with open(f"{path.resolve()}-shm", "rb") as fh:
+            header = fh.read(2 * WAL_INDEX_HEADER)
+    except OSError:
+        return None
+    first, second = header[:WAL_INDEX_HEADER], header[WAL_INDEX_HEADER:]
+    initialized = len(header) == 2 * WAL_INDEX_HEADER and first[12] == 1  # isInit
+    return first if initialized and first == second else None
+
+
 def _start_snapshot(conn: sqlite3.Connection) -> None:
     """Begin the read transaction every query of the run sees (the first read takes the snapshot)."""
     register_sqlite_functions(conn)
@@ -196,6 +227,7 @@ def open_source(path: Path) -> Source:
             conn = _connect_read_only(path, immutable=True)
             immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        wal_header = wal_index_header(path) if str(journal_mode).lower() == "wal" else None
         _start_snapshot(conn)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
         tables = _inspect(conn)
@@ -207,6 +239,7 @@ def open_source(path: Path) -> Source:
         tables=tables,
         journal_mode=str(journal_mode),
         immutable=immutable,
+        wal_header=wal_header,
     )
 
 
