@@ -7,6 +7,7 @@ pattern without its task. A private scratch database holds what validation finds
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class Source:
     journal_mode: str
     immutable: bool = False
     objects: list[SchemaObject] = field(default_factory=list)
+    wal_index: WalIndex | None = field(default=None, repr=False)
     wal_header: bytes | None = field(default=None, repr=False)  # read just before our snapshot began
 
     def table(self, name: str) -> SourceTable | None:
@@ -84,12 +86,12 @@ class Source:
         unchanged, i.e. nothing was committed in between (SQLite 3.40's sqlite3_snapshot_open,
         which would say so directly, is neither compiled in nor reachable from Python).
         """
-        if count < 1 or (self.live_wal and self.wal_header is None):
+        if count < 1 or (self.live_wal and (self.wal_index is None or self.wal_header is None)):
             return []
         readers = [_connect_read_only(self.path, immutable=self.immutable) for _ in range(count)]
         for conn in readers:
             _start_snapshot(conn)
-        if self.live_wal and wal_index_header(self.path) != self.wal_header:
+        if self.live_wal and self.wal_index is not None and self.wal_index.header() != self.wal_header:
             for conn in readers:
                 conn.close()
             return []
@@ -101,6 +103,8 @@ class Source:
         except sqlite3.Error:
             pass
         self.conn.close()
+        if self.wal_index is not None:  # only now that SQLite holds no lock on the -shm file
+            self.wal_index.close()
 
 
 def _check_file(path: Path) -> None:
@@ -188,18 +192,38 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
-def wal_index_header(path: Path) -> bytes | None:
-    """The -shm file's wal-index header, or None where it cannot be read whole and consistent.
-    SQLite writes its two copies one after the other and readers retry until they agree; a copy
-    read mid-commit therefore differs from the other and is refused here too."""
-    try:
-        with open(f"{path.resolve()}-shm", "rb") as fh:
-            header = fh.read(2 * WAL_INDEX_HEADER)
-    except OSError:
-        return None
-    first, second = header[:WAL_INDEX_HEADER], header[WAL_INDEX_HEADER:]
-    initialized = len(header) == 2 * WAL_INDEX_HEADER and first[12] == 1  # isInit
-    return first if initialized and first == second else None
+class WalIndex:
+    """The -shm file of a WAL database, open for reading its wal-index header.
+
+    One descriptor, kept open until the source is closed: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, and SQLite's WAL read locks are locks on this very
+    file. Opening and closing it for each read would release our snapshot's read mark, and a
+    checkpoint could then overwrite the pages we read."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls, path: Path) -> WalIndex | None:
+        try:
+            return cls(os.open(f"{path.resolve()}-shm", os.O_RDONLY))
+        except OSError:
+            return None
+
+    def header(self) -> bytes | None:
+        """The header, or None where it cannot be read whole and consistent. SQLite writes its
+        two copies one after the other and readers retry until they agree; a copy read
+        mid-commit therefore differs from the other and is refused here too."""
+        try:
+            header = os.pread(self._fd, 2 * WAL_INDEX_HEADER, 0)
+        except OSError:
+            return None
+        first, second = header[:WAL_INDEX_HEADER], header[WAL_INDEX_HEADER:]
+        initialized = len(header) == 2 * WAL_INDEX_HEADER and first[12] == 1  # isInit
+        return first if initialized and first == second else None
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _start_snapshot(conn: sqlite3.Connection) -> None:
@@ -227,7 +251,8 @@ def open_source(path: Path) -> Source:
             conn = _connect_read_only(path, immutable=True)
             immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        wal_header = wal_index_header(path) if str(journal_mode).lower() == "wal" else None
+        wal_index = WalIndex.open(path) if str(journal_mode).lower() == "wal" and not immutable else None
+        wal_header = wal_index.header() if wal_index is not None else None
         _start_snapshot(conn)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
         tables = _inspect(conn)
@@ -239,6 +264,7 @@ def open_source(path: Path) -> Source:
         tables=tables,
         journal_mode=str(journal_mode),
         immutable=immutable,
+        wal_index=wal_index,
         wal_header=wal_header,
     )
 
