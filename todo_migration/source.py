@@ -1,8 +1,9 @@
 """The SQLite side: open todo.db without ever writing to it, and hold one consistent snapshot.
 
 Everything the tool reads (inspection, validation, the copy, verification) runs inside one read
-transaction on one connection, so an app still writing to a WAL-mode todo.db cannot give us a
-pattern without its task. A private scratch database holds what validation finds.
+transaction on one connection, or on more that provably see the same snapshot (extra_readers), so
+an app still writing to a WAL-mode todo.db cannot give us a pattern without its task. A private
+scratch database holds what validation finds.
 """
 
 from __future__ import annotations
