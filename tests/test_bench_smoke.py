@@ -16,7 +16,7 @@ def test_benchmark_smoke(tmp_path):
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("raw pipe", "migrate_sqlite_to_postgres.py", "naive SQLAlchemy"):
+    for name in ("raw pipe", "migrate_sqlite_to_postgres.py", "WAL-mode todo.db", "naive SQLAlchemy"):
         assert name in result.stdout
     # Run (and so row-count checked) where its venv could be made, else named in one skip line.
     assert "DuckDB pipe" in result.stdout
@@ -32,7 +32,11 @@ def test_benchmark_smoke(tmp_path):
 
     data = json.loads(out_json.read_text())
     assert all(r["ok"] for r in data["results"])
-    assert {r["name"] for r in data["results"]} >= {"migrate_sqlite_to_postgres.py"}
+    assert {r["name"] for r in data["results"]} >= {
+        "migrate_sqlite_to_postgres.py",
+        "migrate_sqlite_to_postgres.py, WAL-mode todo.db",
+    }
+    assert "verify" in data["wal_phases"]
     reverse = data["reverse"]["results"]
     assert reverse and all(r["ok"] for r in reverse)
     assert {r["name"] for r in reverse} >= {

@@ -12,6 +12,8 @@ import pytest
 from conftest import assert_one_line_error, pg_query, pg_tables, run_cli, run_on_terminal, sqlite_rows
 from dirty import make_loose_db
 
+from todo_migration import cli
+from todo_migration import source as source_module
 from tools.make_todo_db import make_todo_db
 
 FAST = "alongside the load"
@@ -213,27 +215,70 @@ def wal(db: Path) -> Path:
     return db
 
 
-def test_a_wal_source_is_checked_before_the_load(pg_url, sample_db):
-    """A WAL-mode todo.db may be written to while we read: a second connection could see another
-    snapshot, so the values check runs on the one connection, before the load."""
+def test_an_idle_wal_source_is_checked_alongside_the_load(pg_url, sample_db):
+    """A WAL-mode todo.db nobody committed to since our snapshot began: the -shm file's wal-index
+    header shows that the check's connection sees that very snapshot, so it runs alongside."""
     result = migrate(wal(sample_db), pg_url)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert FAST not in out
-    assert out.index("Checking every value against the models ...") < out.index("Creating PostgreSQL tables")
+    assert FAST in out
     assert "every value is already in PostgreSQL's form" in out
     assert [tuple(r) for r in pg_query(pg_url, "SELECT id, title FROM tasks ORDER BY id")] == [
         (r[0], r[1]) for r in sqlite_rows(sample_db, "tasks")
     ]
 
 
-def test_a_wal_source_needing_conversion_goes_to_the_exact_pre_flight_before_loading(tmp_path, pg_url):
+def migrate_while_the_app_commits(db: Path, url: str, statement: str, monkeypatch, capsys) -> tuple[int, str]:
+    """Run the tool in this process; the app commits `statement` just before each connection after
+    the first opens: after our snapshot began, before the check's would (the race a live app can
+    win at any time, here made certain)."""
+    opened = []
+    real = source_module._connect_read_only
+
+    def connect(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+        if opened:
+            with sqlite3.connect(db) as app:
+                app.execute(statement)
+        opened.append(path)
+        return real(path, immutable=immutable)
+
+    monkeypatch.setattr(source_module, "_connect_read_only", connect)
+    code = cli.main(["--sqlite-path", str(db), "--postgres-url", url])
+    assert len(opened) > 1, "no second connection was tried"
+    return code, capsys.readouterr().out
+
+
+def test_a_wal_source_the_app_wrote_to_meanwhile_is_checked_before_the_load(
+    pg_url, sample_db, monkeypatch, capsys
+):
+    """The app committed between our snapshot and the check's: the second connection would see
+    other data, so it is closed and the check runs on the one connection, before the load. What
+    is loaded is our snapshot, without the app's later write."""
+    before = sqlite_rows(wal(sample_db), "tasks")
+    code, out = migrate_while_the_app_commits(
+        sample_db, pg_url, "UPDATE tasks SET title = 'written meanwhile' WHERE id = 1", monkeypatch, capsys
+    )
+    assert code == 0, out
+    assert FAST not in out
+    assert out.index("Checking every value against the models ...") < out.index("Creating PostgreSQL tables")
+    assert "every value is already in PostgreSQL's form" in out
+    assert [tuple(r) for r in pg_query(pg_url, "SELECT id, title FROM tasks ORDER BY id")] == [
+        (r[0], r[1]) for r in before
+    ]
+    assert sqlite_rows(sample_db, "tasks")[0][1] == "written meanwhile"
+
+
+def test_a_wal_source_needing_conversion_goes_to_the_exact_pre_flight_before_loading(
+    tmp_path, pg_url, monkeypatch, capsys
+):
     db = wal(changed_db(tmp_path, "UPDATE tasks SET completed = 'true' WHERE id = 6"))
-    result = migrate(db, pg_url)
-    assert result.returncode == 0, result.stderr
-    assert FELL_BACK not in result.stdout  # found before anything was loaded
-    assert result.stdout.count("Migrating tasks") == 1
-    assert "converted: tasks.completed: boolean stored as text (1)" in result.stdout
+    code, out = migrate_while_the_app_commits(
+        db, pg_url, "UPDATE users SET full_name = 'written meanwhile' WHERE id = 1", monkeypatch, capsys
+    )
+    assert code == 0, out
+    assert FELL_BACK not in out  # found before anything was loaded
+    assert out.count("Migrating tasks") == 1
+    assert "converted: tasks.completed: boolean stored as text (1)" in out
     assert pg_query(pg_url, "SELECT completed FROM tasks WHERE id = 6") == [(True,)]
 
 

@@ -32,6 +32,7 @@ from servers import PgBouncer, start_tls_server
 
 from models import Base
 from todo_migration.session import ADVISORY_LOCK_NAMESPACE, stable_hash
+from todo_migration.source import open_source
 from todo_migration.target import connect, parse_target_url
 from tools.make_todo_db import make_todo_db
 from tools.pgserver import LocalPostgres, ipv6_loopback
@@ -476,6 +477,37 @@ def test_live_wal_source_is_read_as_one_snapshot(big_db, pg_url, tmp_path):
     live_patterns = pg_query(pg_url, "SELECT count(*) FROM recurring_patterns WHERE task_id > 300000")[0][0]
     assert live_tasks == live_patterns  # never a pattern without its task, nor the reverse
     assert 0 < live_tasks <= written[0]
+
+
+APP_COMMITS_AND_CHECKPOINTS = """
+import sqlite3, sys
+app = sqlite3.connect(sys.argv[1], isolation_level=None)
+app.execute("UPDATE tasks SET title = 'after the snapshot' WHERE id = 1")
+print(app.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+"""
+
+
+def test_proving_a_wal_snapshot_keeps_its_read_lock(sample_db):
+    """Reading the -shm header (for the second connection's proof) must not release the locks
+    SQLite holds on that file: another process's checkpoint then cannot reset the WAL under our
+    snapshot, which keeps seeing the data of when it began."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    source = open_source(sample_db)
+    try:
+        for reader in source.extra_readers(1):  # reads the header again; an idle file: proven
+            reader.close()
+        app = subprocess.run(
+            [sys.executable, "-c", APP_COMMITS_AND_CHECKPOINTS, str(sample_db)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert app.stdout.strip() == "1"  # busy: our snapshot still holds the WAL
+        assert (
+            source.conn.execute("SELECT title FROM tasks WHERE id = 1").fetchone()[0] != b"after the snapshot"
+        )
+        assert source.extra_readers(1) == []  # and the app's commit is seen: no second connection
+    finally:
+        source.close()
 
 
 def test_never_modifies_a_wal_source(sample_db, pg_url):

@@ -209,9 +209,10 @@ def _explain(run: Run, plan: Plan, exc: psycopg2.Error, doing: str) -> Migration
 
 def start_values_check(run: Run, source: Source, plan: Plan) -> ValuesCheck | None:
     """The fast path's check: alongside the load, on a second connection that sees exactly our
-    snapshot; for a WAL source (whose snapshot only this connection holds), here and now on this
-    one. None for a dry run, which lists every problem and so needs the exact pre-flight. Without
-    the read-back (--no-verify) the check is the exact test."""
+    snapshot; for a WAL source that an app wrote to after our snapshot began (so that no second
+    connection can be shown to see it), here and now on this one. None for a dry run, which
+    lists every problem and so needs the exact pre-flight. Without the read-back (--no-verify)
+    the check is the exact test."""
     o = run.options
     if o.dry_run:
         return None

@@ -1,12 +1,14 @@
 """The SQLite side: open todo.db without ever writing to it, and hold one consistent snapshot.
 
 Everything the tool reads (inspection, validation, the copy, verification) runs inside one read
-transaction on one connection, so an app still writing to a WAL-mode todo.db cannot give us a
-pattern without its task. A private scratch database holds what validation finds.
+transaction on one connection, or on more that provably see the same snapshot (extra_readers), so
+an app still writing to a WAL-mode todo.db cannot give us a pattern without its task. A private
+scratch database holds what validation finds.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,10 @@ from .errors import INTERRUPTED, MigrationError, UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
+# The wal-index header at the start of a WAL database's -shm file: two copies of 48 bytes, which
+# SQLite rewrites on every commit (a change counter, the last frame, checksums; new salts when
+# the WAL restarts). https://www.sqlite.org/walformat.html
+WAL_INDEX_HEADER = 48
 
 
 @dataclass
@@ -59,23 +65,37 @@ class Source:
     journal_mode: str
     immutable: bool = False
     objects: list[SchemaObject] = field(default_factory=list)
+    wal_index: WalIndex | None = field(default=None, repr=False)
+    wal_header: bytes | None = field(default=None, repr=False)  # read just before our snapshot began
 
     def table(self, name: str) -> SourceTable | None:
         return self.tables.get(name.lower())
 
-    def extra_readers(self, count: int) -> list[sqlite3.Connection]:
-        """More connections that see exactly our snapshot, for scanning on both cores.
+    @property
+    def live_wal(self) -> bool:
+        """WAL mode, where a writer may commit while we read (not a file opened immutable)."""
+        return self.journal_mode.lower() == "wal" and not self.immutable
 
-        Only where that is guaranteed: in rollback-journal mode our open read transaction holds
-        a SHARED lock, so no writer can commit until we finish and every reader sees the same
-        data. In WAL mode a writer may commit between two connections' snapshots, so there
-        we scan on this one connection alone.
+    def extra_readers(self, count: int) -> list[sqlite3.Connection]:
+        """More connections that see exactly our snapshot, for scanning on both cores; none where
+        that cannot be shown (then we scan on this one connection alone).
+
+        In rollback-journal mode our open read transaction holds a SHARED lock, so no writer can
+        commit until we finish and every reader sees the same data. In WAL mode a writer may
+        commit between two connections' snapshots: there the new readers are kept only if the
+        wal-index header, read before our snapshot began and again after theirs began, is
+        unchanged, i.e. nothing was committed in between (SQLite 3.40's sqlite3_snapshot_open,
+        which would say so directly, is neither compiled in nor reachable from Python).
         """
-        if count < 1 or (self.journal_mode.lower() == "wal" and not self.immutable):
+        if count < 1 or (self.live_wal and (self.wal_index is None or self.wal_header is None)):
             return []
         readers = [_connect_read_only(self.path, immutable=self.immutable) for _ in range(count)]
         for conn in readers:
             _start_snapshot(conn)
+        if self.live_wal and self.wal_index is not None and self.wal_index.header() != self.wal_header:
+            for conn in readers:
+                conn.close()
+            return []
         return readers
 
     def close(self) -> None:
@@ -84,6 +104,8 @@ class Source:
         except sqlite3.Error:
             pass
         self.conn.close()
+        if self.wal_index is not None:  # only now that SQLite holds no lock on the -shm file
+            self.wal_index.close()
 
 
 def _check_file(path: Path) -> None:
@@ -171,6 +193,40 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+class WalIndex:
+    """The -shm file of a WAL database, open for reading its wal-index header.
+
+    One descriptor, kept open until the source is closed: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, and SQLite's WAL read locks are locks on this very
+    file. Opening and closing it for each read would release our snapshot's read mark, and a
+    checkpoint could then overwrite the pages we read."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls, path: Path) -> WalIndex | None:
+        try:
+            return cls(os.open(f"{path.resolve()}-shm", os.O_RDONLY))
+        except OSError:
+            return None
+
+    def header(self) -> bytes | None:
+        """The header, or None where it cannot be read whole and consistent. SQLite writes its
+        two copies one after the other and readers retry until they agree; a copy read
+        mid-commit therefore differs from the other and is refused here too."""
+        try:
+            header = os.pread(self._fd, 2 * WAL_INDEX_HEADER, 0)
+        except OSError:
+            return None
+        first, second = header[:WAL_INDEX_HEADER], header[WAL_INDEX_HEADER:]
+        initialized = len(header) == 2 * WAL_INDEX_HEADER and first[12] == 1  # isInit
+        return first if initialized and first == second else None
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 def _start_snapshot(conn: sqlite3.Connection) -> None:
     """Begin the read transaction every query of the run sees (the first read takes the snapshot)."""
     register_sqlite_functions(conn)
@@ -196,6 +252,8 @@ def open_source(path: Path) -> Source:
             conn = _connect_read_only(path, immutable=True)
             immutable = True
             journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        wal_index = WalIndex.open(path) if str(journal_mode).lower() == "wal" and not immutable else None
+        wal_header = wal_index.header() if wal_index is not None else None
         _start_snapshot(conn)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
         tables = _inspect(conn)
@@ -207,6 +265,8 @@ def open_source(path: Path) -> Source:
         tables=tables,
         journal_mode=str(journal_mode),
         immutable=immutable,
+        wal_index=wal_index,
+        wal_header=wal_header,
     )
 
 
