@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import sqlite3
 import tempfile
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import IO, Any, TypeVar
@@ -112,6 +113,7 @@ def compare_table(
     progress: Callable[[int], object],
     *,
     to_sqlite: bool = False,
+    readers: Sequence[sqlite3.Connection] = (),
 ) -> TableDelta:
     """Both sides a range of ids at a time, in id order, each range split into parts: SQLite
     builds the range's rows as the lines a migration sends, PostgreSQL the MD5 of each part's
@@ -120,10 +122,14 @@ def compare_table(
 
     The delta says what the target needs: PostgreSQL's (rows only in todo.db are inserts, with
     todo.db's lines), or with `to_sqlite` todo.db's (rows only in PostgreSQL are inserts, with
-    PostgreSQL's lines)."""
+    PostgreSQL's lines). `readers`: more connections in the same snapshot, to build todo.db's
+    lines on both cores (only where no row is rejected: the rejected rows live on `sqlite`'s)."""
     delta = TableDelta(tp.name, to_sqlite=to_sqlite)
     bits = range_bits(sqlite, tp)
-    src = _prefetched(_sqlite_ranges(sqlite, tp, validation, bits))
+    if readers and validation.kept(tp) is None and tp.source is not None:
+        src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers])
+    else:
+        src = _prefetched(_sqlite_ranges(sqlite, tp, validation, bits))
     dst = _prefetched(_postgres_ranges(conn, tp, bits))
     try:
         a, b = next(src, None), next(dst, None)
@@ -179,11 +185,7 @@ def _sqlite_ranges(source: Source, tp: TablePlan, validation: Validation, bits: 
     also = f" AND {kept}" if kept else ""
     rk = tp.row_key
     seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} >= ?{also}"
-    rows = (
-        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
-        f"FROM (SELECT {rk} AS k, {sqlite_line(tp)} AS line FROM {tp.sqlite} "
-        f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
-    )
+    rows = _range_sql(tp, also)
     start = source.conn.execute(
         f"SELECT min({rk}) FROM {tp.sqlite}{' WHERE ' + kept if kept else ''}"
     ).fetchone()[0]
@@ -193,6 +195,52 @@ def _sqlite_ranges(source: Source, tp: TablePlan, validation: Validation, bits: 
         data, ids, lengths = source.conn.execute(rows, (start, end)).fetchone()
         yield _split(number, data, ids, lengths)
         start = source.conn.execute(seek, (end,)).fetchone()[0]
+
+
+def _sqlite_ranges_shared(
+    source: Source, tp: TablePlan, bits: int, conns: list[sqlite3.Connection]
+) -> Generator[SqliteRange, None, None]:
+    """The same ranges, built by several connections in turn, each on a thread of its own."""
+    rk = tp.row_key
+    numbers = [
+        n for (n,) in source.conn.execute(f"SELECT DISTINCT {rk} >> {bits} FROM {tp.sqlite} ORDER BY 1")
+    ]
+    rows = _range_sql(tp, "")
+
+    def built_by(conn: sqlite3.Connection, mine: list[int]) -> Iterator[SqliteRange]:
+        for n in mine:
+            yield _split(n, *conn.execute(rows, (n << bits, (n + 1) << bits)).fetchone())
+
+    streams = [_prefetched(built_by(conn, numbers[k :: len(conns)])) for k, conn in enumerate(conns)]
+    try:
+        for i in range(len(numbers)):
+            yield next(streams[i % len(conns)])
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def _range_sql(tp: TablePlan, also: str) -> str:
+    """One range of ids: the rows' lines back to back, their ids and the length of each line."""
+    rk = tp.row_key
+    return (
+        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
+        f"FROM (SELECT {rk} AS k, {compared_line(tp)} AS line FROM {tp.sqlite} "
+        f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
+    )
+
+
+def compared_line(tp: TablePlan) -> str:
+    """The line a migration sends (sqlite_line), marked where text holds a NUL byte: printf stops
+    there, so the line would hide what follows. A marked line matches no line of PostgreSQL's (it
+    can hold no NUL): the row is compared and sent, and the check of the rows to send finds it,
+    as a migration's pre-flight would. One test per row, over its text values joined."""
+    texts = [c.sqlite for c in tp.columns if c.codec.kind in ("text", "timestamp")]
+    line = sqlite_line(tp)
+    if not texts:
+        return line
+    joined = " || ".join(f"coalesce({c}, '')" for c in texts)
+    return f"iif(instr(CAST({joined} AS BLOB), x'00'), {line} || 'NUL', {line})"
 
 
 def _split(number: int, data: bytes, ids: bytes, lengths: bytes) -> SqliteRange:

@@ -29,6 +29,7 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from . import ledger, session, steps
+from .convert import register_sqlite_functions
 from .diff import TableDelta, compare_table
 from .errors import MigrationError, UsageError
 from .load import (
@@ -199,12 +200,27 @@ def find_changes(
 ) -> dict[str, TableDelta]:
     run.console.step("🔍", "Comparing todo.db with PostgreSQL, row by row ...")
     deltas = {}
-    with run.phase("compare"):
-        for tp in plan.tables:
-            expected = tp.source_rows - validation.rejected[tp.name]
-            with run.console.progress(tp.name, expected) as bar:
-                deltas[tp.name] = compare_table(conn, source, tp, validation, bar.update)
+    readers = second_reader(source)
+    try:
+        with run.phase("compare"):
+            for tp in plan.tables:
+                expected = tp.source_rows - validation.rejected[tp.name]
+                with run.console.progress(tp.name, expected) as bar:
+                    deltas[tp.name] = compare_table(conn, source, tp, validation, bar.update, readers=readers)
+    finally:
+        for reader in readers:
+            reader.close()
     return deltas
+
+
+def second_reader(source: Source) -> list[sqlite3.Connection]:
+    """A second connection in our snapshot, so that SQLite builds the lines on both cores (none
+    where that snapshot cannot be shared: a WAL file the app committed to since we began)."""
+    readers = source.extra_readers(1)
+    for reader in readers:
+        reader.text_factory = bytes
+        register_sqlite_functions(reader)
+    return readers
 
 
 def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str, ledger.Entry | None]:
