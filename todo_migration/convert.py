@@ -14,6 +14,8 @@ For every column type a Codec gives SQL expressions:
   problem     (SQLite) NULL when the value can be stored exactly, else the kind of problem
   conversions (SQLite) true where a lossless conversion happens (e.g. 'true' -> boolean)
   render      (PostgreSQL) a stored value as the same text (to name a differing column)
+  app_form    (PostgreSQL) a stored value as the app's SQLAlchemy keeps it in SQLite (the export back)
+  readback_form (SQLite) the export's test of a value's form, exact given its read-back's equality
 
 SQLite's C engine does the per-value work; Python is called only for the rare values that need
 it (non-canonical datetimes, NUL stripping) and, once per row in the exact pre-flight, to tell
@@ -269,8 +271,21 @@ class Codec:
 
     def to_sqlite(self, c: str) -> str:
         """(SQLite) the other way: PostgreSQL's text for a value (as `copy` sends it and COPY TO
-        prints it) back to the form the app's SQLAlchemy stores in SQLite. For the export back."""
+        prints it) back to the form the app's SQLAlchemy stores in SQLite."""
         raise NotImplementedError
+
+    def readback_form(self, c: str) -> str | None:
+        """(SQLite) for the export's verification: true when a non-NULL value whose `copy_canonical`
+        text equals PostgreSQL's own is in the app's form (None: the equality alone proves it).
+        `canonical` less what that equality already makes certain (ranges, lengths, calendars),
+        as that is the one test run on every value of the file."""
+        return self.canonical(c)
+
+    def app_form(self, c: str) -> str:
+        """(PostgreSQL) `to_sqlite` done by PostgreSQL: a stored value as the app's SQLAlchemy
+        keeps it in SQLite, so that the export back only binds and stores it. Whatever has no
+        such form stays as PostgreSQL prints it, and the export's verification refuses it."""
+        return c
 
 
 class IntegerCodec(Codec):
@@ -304,6 +319,9 @@ class IntegerCodec(Codec):
 
     def to_sqlite(self, c: str) -> str:
         return f"CAST({c} AS INTEGER)"
+
+    def readback_form(self, c: str) -> str:
+        return f"typeof({c}) = 'integer'"  # text '5' reads back as 5 does; a real as '5.0'
 
 
 class TextCodec(Codec):
@@ -370,6 +388,10 @@ class TextCodec(Codec):
     def to_sqlite(self, c: str) -> str:
         return f"CAST({c} AS TEXT)"
 
+    def readback_form(self, c: str) -> str:
+        # A number reads back as its text; text reads back only up to a NUL byte.
+        return f"typeof({c}) = 'text' AND NOT instr(CAST({c} AS BLOB), x'00')"
+
 
 class BooleanCodec(Codec):
     kind = "boolean"
@@ -398,6 +420,12 @@ class BooleanCodec(Codec):
 
     def to_sqlite(self, c: str) -> str:
         return f"CASE {c} WHEN 't' THEN 1 WHEN 'f' THEN 0 END"
+
+    def app_form(self, c: str) -> str:
+        return f"{c}::int"
+
+    def readback_form(self, c: str) -> None:
+        return None  # only 0 and 1 read back as 'f' and 't' (copy_canonical)
 
 
 class TimestampCodec(Codec):
@@ -487,6 +515,19 @@ class TimestampCodec(Codec):
     def to_sqlite(self, c: str) -> str:
         # PostgreSQL drops trailing zeros of the fraction; SQLAlchemy's SQLite form has six digits.
         return f"CASE WHEN instr({c}, '.') THEN substr({c} || '000000', 1, 26) ELSE {c} || '.000000' END"
+
+    def readback_form(self, c: str) -> str:
+        # Trimmed of its zeros, a value of this shape equals PostgreSQL's text only if it is that
+        # timestamp with six fractional digits (canonical_shape's argument).
+        return self.canonical_shape(c)
+
+    def app_form(self, c: str) -> str:
+        # to_char would print 44 BC as 0044 and infinity as NULL: those stay PostgreSQL's text,
+        # which is not the app's form (the verification names them).
+        return (
+            f"CASE WHEN {c} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' "
+            f"THEN to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END"
+        )
 
 
 def codec_for(column: Column, conversions: Conversions | None = None) -> Codec:

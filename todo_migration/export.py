@@ -5,11 +5,13 @@
     STEP 2  connect to PostgreSQL and take one snapshot (REPEATABLE READ, READ ONLY, DEFERRABLE)
     STEP 3  plan from models.py; the target's tables must match the models (or --allow-drift)
     STEP 4  build a temporary file beside the destination: the app's SQLite schema (SQLAlchemy's
-            SQLite dialect), then every table's rows as PostgreSQL prints them (the forward
-            direction's canonical stream, hashed as it arrives), converted to the app's form by
-            SQLite itself, then the indexes
+            SQLite dialect), then every table's rows, each value put in the app's form by
+            PostgreSQL (booleans 0/1, six fractional digits) and bound to one prepared INSERT,
+            then the indexes; meanwhile PostgreSQL prints the same rows again, as the forward
+            direction's canonical stream, and that is hashed
     STEP 5  verify the new file: counts and the checksum of every value (the forward codecs read
-            the file back into the same stream), foreign keys, integrity
+            the file back into the same stream, testing each value's form on the way), foreign
+            keys, integrity
     STEP 6  fsync, rename into place (atomic), fsync the directory; report
 
 Any failure before step 6 removes the temporary file and leaves the destination as it was.
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 
 import psycopg2
@@ -40,17 +43,20 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from . import session
 from .convert import codec_for
 from .errors import INTERRUPTED, MigrationError, UsageError
-from .load import CSV_OPTIONS, hash_source, qualified_table
+from .load import CSV_OPTIONS, next_chunk_rows, qualified_table, sqlite_line
 from .options import Options
 from .output import Console, plural
-from .plan import build_plan, target_metadata
+from .plan import TablePlan, build_plan, target_metadata
 from .report import RunReport
 from .schema_check import schema_differences
-from .source import open_source, quote_ident
+from .source import Source, open_source, quote_ident
 from .steps import Run, connect_postgres
-from .validate import ValuesCheck, assume_canonical
+from .validate import canonical_row
 
-BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT (its program grows with it)
+FETCH_TEXT = 512 * 1024  # characters of text per batch of rows fetched (memory stays flat)
+FIRST_FETCH_ROWS = 64  # grows from here, at most MAX_GROWTH times a batch
+MAX_FETCH_ROWS = 10_000  # a row costs Python ~1 KB beyond its text: at most ~10 MB a batch
+MAX_GROWTH = 4
 QUEUE_DEPTH = 2
 SQLITE = sqlite_dialect.dialect()
 
@@ -73,8 +79,7 @@ class ExportTable:
 class Exported:
     table: str
     columns: list[str]
-    rows: int
-    checksum: str
+    rows: int  # written to the file
 
 
 def run_export(options: Options, console: Console, report: RunReport) -> None:
@@ -102,16 +107,18 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
                 )
             else:
                 tmp = _temp_beside(dest)
+                sent = PostgresChecksums(cur, tables)
                 try:
-                    exported = build_file(run, cur, tmp, tables, counts)  # STEP 4
-                    verify_file(run, tmp, exported)  # STEP 5
-                    record_ledger_in_file(tmp, exported, options.target.masked)
+                    exported = build_file(run, cur, tmp, tables, counts, after_rows=sent.start)  # STEP 4
+                    verify_file(run, tmp, exported, sent)  # STEP 5
+                    record_ledger_in_file(tmp, sent.result(), options.target.masked)
                     with run.phase("rename"):  # STEP 6
                         _give_mode(tmp, dest)
                         _fsync(tmp)
                         os.replace(tmp, dest)
                         _fsync_directory(dest.parent)
                 except BaseException:
+                    sent.stop()
                     _remove(tmp)
                     raise
                 report.set_tables({e.table: {"read": e.rows, "written": e.rows, "rejected": 0, "converted": 0}
@@ -280,13 +287,18 @@ def _temp_beside(dest: Path) -> Path:
 
 
 def build_file(
-    run: Run, cur: PgCursor, path: Path, tables: list[ExportTable], counts: dict[str, int]
+    run: Run,
+    cur: PgCursor,
+    path: Path,
+    tables: list[ExportTable],
+    counts: dict[str, int],
+    after_rows: Callable[[], object] = lambda: None,
 ) -> list[Exported]:
     """The app's schema, every row, then the indexes: one transaction on a file nobody else sees
-    yet, so no journal and no syncs until the end (it is verified and fsynced before it is used)."""
+    yet, so no journal and no syncs until the end (it is verified and fsynced before it is used).
+    `after_rows` is called once PostgreSQL has sent every row (its connection is free again)."""
     c = run.console
-    # Every batch is a statement of its own: caching them would keep each one's text and program.
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=0)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.set_progress_handler(lambda: 1 if INTERRUPTED.is_set() else 0, 100_000)
     try:
         db.execute("PRAGMA journal_mode = OFF")
@@ -300,8 +312,10 @@ def build_file(
             for et in tables:
                 c.step("📦", f"Exporting {et.name} ({counts[et.name]:,} rows) ...")
                 with c.progress(et.name, counts[et.name]) as bar:
-                    exported.append(copy_table_back(cur, db, et, bar.update))
-                c.detail(f"✅ {exported[-1].rows:,} rows")
+                    rows = copy_table_back(cur.connection, db, et, bar.update)
+                exported.append(Exported(et.name, et.columns, rows))
+                c.detail(f"✅ {rows:,} rows")
+        after_rows()
         c.step("🔗", "Building the app's indexes ...")
         with run.phase("indexes"):
             for et in tables:
@@ -316,124 +330,190 @@ def build_file(
 
 
 def copy_table_back(
-    cur: PgCursor, db: sqlite3.Connection, et: ExportTable, progress: Callable[[int], object]
-) -> Exported:
-    """PostgreSQL prints the rows in id order as the forward stream's CSV (SQL-quoted values, so
-    each line is a row of SQL literals); SQLite parses batches of them and converts each value
-    to the app's form with the codecs' to_sqlite, in C. A thread does the inserts while
-    PostgreSQL sends the next rows; the stream is hashed as it arrives."""
+    conn: PgConnection, db: sqlite3.Connection, et: ExportTable, progress: Callable[[int], object]
+) -> int:
+    """PostgreSQL reads the rows in id order with every value already in the app's form (the
+    codecs' app_form), through a server-side cursor, a batch at a time; a writer thread binds
+    each batch to one prepared INSERT while the next arrives. SQLite parses no SQL and calls no
+    function per value (compiling each batch's rows as SQL text was most of the export's time).
+    The rows written; what they hold is the verification's to prove."""
     cols = [et.table.c[name] for name in et.columns]
-    convert = ", ".join(codec_for(col).to_sqlite(f"column{i + 1}") for i, col in enumerate(cols))
     names = ", ".join(quote_ident(n) for n in et.columns)
-    insert = f"INSERT INTO {quote_ident(et.name)} ({names}) SELECT {convert} FROM (VALUES "
+    forms = ", ".join(codec_for(col).app_form(quote_ident(col.name)) for col in cols)
+    texts = [itemgetter(i) for i, col in enumerate(cols) if codec_for(col).kind == "text"]
     (pk,) = et.table.primary_key.columns
-    copy = (
-        f"COPY (SELECT {names} FROM {et.qualified} ORDER BY {quote_ident(pk.name)}) "
-        f"TO STDOUT WITH ({CSV_OPTIONS.string}, FORCE_QUOTE *)"
-    )
-    with _RowSink(db, insert, progress) as sink:
-        with contextlib.redirect_stderr(io.StringIO()):  # psycopg2 echoes a lost connection there too
-            cur.copy_expert(copy, sink, size=1 << 20)
-    return Exported(et.name, et.columns, sink.rows, sink.digest.hexdigest())
+    insert = f"INSERT INTO {quote_ident(et.name)} ({names}) VALUES ({', '.join(['?'] * len(cols))})"
+    rows = conn.cursor(name=f"export_{et.name}")
+    try:
+        with _RowWriter(db, insert, progress) as writer:
+            rows.execute(f"SELECT {forms} FROM {et.qualified} ORDER BY {quote_ident(pk.name)}")
+            size = FIRST_FETCH_ROWS
+            while batch := rows.fetchmany(size):
+                writer.put(batch)
+                size = next_fetch_rows(len(batch), _text_length(batch, texts))
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            rows.close()  # an aborted transaction (Ctrl-C, a lost connection) has no cursor to close
+    return writer.rows
 
 
-class _RowSink:
-    """A file-like sink for COPY TO: psycopg2 writes one row per call. Rows are batched and handed
-    to an inserter thread (sqlite3 releases the GIL while it works)."""
+def _text_length(batch: list[tuple], texts: list[itemgetter]) -> int:
+    """The characters of a batch's text values, counted in C (map and filter, no Python loop)."""
+    return sum(sum(map(len, filter(None, map(get, batch)))) for get in texts)
 
-    def __init__(self, db: sqlite3.Connection, insert: str, progress) -> None:
+
+def next_fetch_rows(rows: int, text: int) -> int:
+    """Rows for about FETCH_TEXT characters of text next time, growing at most MAX_GROWTH times a
+    batch: memory stays flat whatever the width of the rows."""
+    fitting = int(rows * FETCH_TEXT / max(text, 1))
+    return max(1, min(MAX_FETCH_ROWS, rows * MAX_GROWTH, fitting))
+
+
+class _RowWriter:
+    """Inserts batches of rows on a thread of its own (sqlite3 releases the GIL while SQLite
+    works), while the main thread fetches the next batch. A failure is raised in the main
+    thread at the next batch or at the end."""
+
+    def __init__(self, db: sqlite3.Connection, insert: str, progress: Callable[[int], object]) -> None:
         self._db = db
         self._insert = insert
         self._progress = progress
-        self._batch: list[str] = []
-        self._size = 0
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._consume, name="sqlite-writer", daemon=True)
         self.failure: BaseException | None = None
         self.rows = 0
-        self.digest = hashlib.sha256()
 
-    def __enter__(self) -> _RowSink:
+    def __enter__(self) -> _RowWriter:
         self._thread.start()
         return self
 
     def __exit__(self, exc_type, *rest: object) -> None:
-        if exc_type is None:
-            self._flush()
         self._queue.put(None)
         self._thread.join()
         if exc_type is None and self.failure is not None:
             raise self.failure
 
-    def write(self, data: str | bytes) -> None:
+    def put(self, batch: list[tuple]) -> None:
         if self.failure is not None:
             raise self.failure
-        text = data.decode() if isinstance(data, bytes) else data
-        self.digest.update(text.encode())
-        self._batch.append(text[:-1])  # without its newline
-        self._size += len(text)
-        self.rows += 1
-        if self._size >= BATCH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._batch:
-            return
-        rows = len(self._batch)
-        sql = self._insert + "(" + "),(".join(self._batch) + "))"
-        self._batch, self._size = [], 0
-        self._queue.put((sql, rows))
+        if INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        self._queue.put(batch)
 
     def _consume(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (batch := self._queue.get()) is not None:
             if self.failure is not None:
                 continue
-            sql, rows = item
             try:
-                self._db.execute(sql)
-                self._progress(rows)
-            except BaseException as exc:  # raised in the main thread at the next write or the end
+                self._db.executemany(self._insert, batch)
+                self.rows += len(batch)
+                self._progress(len(batch))
+            except BaseException as exc:  # raised in the main thread at the next batch or the end
                 self.failure = exc
+
+
+class PostgresChecksums:
+    """What PostgreSQL holds, as the forward direction's canonical stream (PostgreSQL's own text
+    for every value, quoted the SQL way, in id order), hashed per table: the very stream the
+    forward codecs make of the file if every value arrived. Read again in the same snapshot once
+    the rows are in the file, on a thread, while SQLite builds the indexes and reads the file
+    back: PostgreSQL has nothing else to do then, and the second core is free."""
+
+    def __init__(self, cur: PgCursor, tables: list[ExportTable]) -> None:
+        self._cur = cur
+        self._tables = tables
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="postgres-checksum", daemon=True)
+        self.sums: dict[str, tuple[int, str]] = {}  # table: (rows, SHA-256)
+        self.failure: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # psycopg2 echoes a lost connection there too
+                for et in self._tables:
+                    sink = _HashSink(self._stop)
+                    self._cur.copy_expert(canonical_copy_sql(et), sink, size=1 << 20)
+                    self.sums[et.name] = (sink.rows, sink.digest.hexdigest())
+        except BaseException as exc:  # raised again by result(), in the main thread
+            self.failure = exc
+
+    def result(self) -> dict[str, tuple[int, str]]:
+        self._thread.join()
+        if self.failure is not None:
+            raise self.failure
+        return self.sums
+
+    def stop(self) -> None:
+        """End a COPY under way (its next row raises) and wait, before the connection is closed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def canonical_copy_sql(et: ExportTable) -> str:
+    names = ", ".join(quote_ident(n) for n in et.columns)
+    (pk,) = et.table.primary_key.columns
+    return (
+        f"COPY (SELECT {names} FROM {et.qualified} ORDER BY {quote_ident(pk.name)}) "
+        f"TO STDOUT WITH ({CSV_OPTIONS.string}, FORCE_QUOTE *)"
+    )
+
+
+class _HashSink:
+    """A file-like sink for COPY TO that only hashes (psycopg2 writes one row per call)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self.digest = hashlib.sha256()
+        self.rows = 0
+
+    def write(self, data: str | bytes) -> None:
+        if self._stop.is_set() or INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        self.digest.update(data.encode() if isinstance(data, str) else data)
+        self.rows += 1
 
 
 # --- STEP 5 ----------------------------------------------------------------------------------
 
 
-def verify_file(run: Run, path: Path, exported: list[Exported]) -> None:
+def verify_file(run: Run, path: Path, exported: list[Exported], postgres: PostgresChecksums) -> None:
     """Read the new file back the forward way (its codecs, in id order) and compare with what
-    PostgreSQL sent, value for value; then foreign keys and integrity."""
+    PostgreSQL holds, value for value; then foreign keys and integrity. The file is read on three
+    connections at once (the values on one, foreign keys and integrity each on another), so the
+    two cores share the reading."""
     c = run.console
     c.step("🔍", "Verifying the new file: row counts, a checksum of every value, foreign keys, integrity ...")
-    sent = {e.table: e for e in exported}
+    written = {e.table: e for e in exported}
     with run.phase("verify"):
         source = open_source(path)
+        stack = contextlib.ExitStack()
         try:
             from models import Base
 
             plan = build_plan(source, Base.metadata, schema="public", conversions=run.options.conversions)
+            checks = stack.enter_context(_FileChecks(source))
             problems = []
-            # Every value must be in the app's own form (the exact canonical test) and, printed the
-            # way PostgreSQL prints it, give the very stream PostgreSQL sent.
-            not_canonical = ValuesCheck(source, plan, shape=False).result()
-            if not_canonical is not None:
-                problems.append(f"{not_canonical} (a value not in the app's form)")
-            validation = assume_canonical(plan)
+            read = {tp.name: read_back(source, tp, written[tp.name].columns) for tp in plan.tables}
+            sums = postgres.result()
             for tp in plan.tables:
-                e = sent[tp.name]
-                tp = replace(tp, columns=[col for col in tp.columns if col.name in e.columns])
-                log = hash_source(source, tp, validation, lambda chunk: None)
-                ok = log.total_rows == e.rows and log.checksum == e.checksum
+                e, (rows, checksum, not_app_form) = written[tp.name], read[tp.name]
+                ok = sums[tp.name] == (rows, checksum) and rows == e.rows
                 c.detail(
-                    f"{'✅' if ok else '❌'} {tp.name}: {log.total_rows:,} / {e.rows:,} rows, "
+                    f"{'✅' if ok else '❌'} {tp.name}: {rows:,} / {sums[tp.name][0]:,} rows, "
                     f"values {'match' if ok else 'DIFFER'}"
                 )
-                if not ok:
+                if not_app_form:
+                    problems.append(f"{tp.name} (a value not in the app's form)")
+                elif not ok:
                     problems.append(tp.name)
-            orphans = source.conn.execute("SELECT count(*) FROM pragma_foreign_key_check").fetchone()[0]
-            integrity = source.conn.execute("PRAGMA integrity_check").fetchone()[0]
+            orphans, integrity = checks.result()
         finally:
+            stack.close()
             source.close()
-    integrity = integrity.decode() if isinstance(integrity, bytes) else integrity
     c.detail(f"{'✅' if not orphans else '❌'} foreign keys: {orphans} orphans; integrity: {integrity}")
     if problems or orphans or integrity != "ok":
         what = (
@@ -449,7 +529,97 @@ def verify_file(run: Run, path: Path, exported: list[Exported]) -> None:
         )
 
 
-def record_ledger_in_file(path: Path, exported: list[Exported], source: str) -> None:
+def read_back(source: Source, tp: TablePlan, sent: list[str]) -> tuple[int, str, int]:
+    """(rows, the SHA-256 of the forward stream of the `sent` columns, rows with a value not in
+    the app's form), in one scan of the table, in id order (the file's ids are its rowids).
+
+    Each value's form is tested by its codec's readback_form, which is exact once the checksums
+    are equal (and cheaper than the exact canonical test, which would repeat what that equality
+    proves: lengths, ranges, calendars). Columns not sent (--allow-drift) hold the app's
+    defaults and are tested exactly."""
+    stream = replace(tp, columns=[col for col in tp.columns if col.name in sent])
+    digest = hashlib.sha256()
+    rows = not_app_form = 0
+    columns = (
+        f"{tp.row_key} AS k, {_in_app_form(tp, sent)} AS ok, {sqlite_line(stream, canonical=True)} AS line"
+    )
+    query = (
+        f"SELECT count(*), max(k), sum(NOT ok), group_concat(line, '') FROM ("
+        f"SELECT {columns} FROM {tp.sqlite} WHERE {tp.row_key} > :after ORDER BY {tp.row_key} LIMIT :limit)"
+    )
+    # Below every rowid there is (a rowid is a signed 64-bit integer), so the first chunk is a range too.
+    params: dict[str, object] = {"after": -(2**63), "limit": FIRST_FETCH_ROWS}
+    while True:
+        n, last, bad, data = source.conn.execute(query, params).fetchone()
+        if not n:
+            return rows, digest.hexdigest(), not_app_form
+        digest.update(data)
+        rows += n
+        not_app_form += bad
+        params = {"after": last, "limit": next_chunk_rows(n, len(data))}
+
+
+def _in_app_form(tp: TablePlan, sent: list[str]) -> str:
+    """SQLite: true when every value of a row is in the app's form (given the equal checksums)."""
+    tests = []
+    for col in tp.columns:
+        if col.name not in sent:
+            tests.append(canonical_row(replace(tp, columns=[col])))
+        elif (test := col.codec.readback_form(col.sqlite)) is not None:
+            tests.append(f"({col.sqlite} IS NULL OR coalesce(({test}), 0))")
+    return " AND ".join(tests) or "1"
+
+
+class _FileChecks:
+    """PRAGMA foreign_key_check and integrity_check, each on a connection and a thread of its own
+    (SQLite releases the GIL), alongside the read-back of the values."""
+
+    def __init__(self, source: Source) -> None:
+        self._conns = source.extra_readers(2)
+        if len(self._conns) < 2:  # not the file this export wrote (it is in rollback mode)
+            raise MigrationError(f"cannot open {source.path} twice for reading")
+        self._results: dict[str, object] = {}
+        self._threads = [
+            threading.Thread(target=self._run, args=(name, conn, sql), name=f"sqlite-{name}", daemon=True)
+            for (name, sql), conn in zip(
+                [
+                    ("orphans", "SELECT count(*) FROM pragma_foreign_key_check"),
+                    ("integrity", "PRAGMA integrity_check"),
+                ],
+                self._conns,
+                strict=True,
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> _FileChecks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Wait for both checks (a Ctrl-C stops them within milliseconds) and close their connections."""
+        for thread in self._threads:
+            thread.join()
+        for conn in self._conns:
+            conn.close()
+
+    def _run(self, name: str, conn: sqlite3.Connection, sql: str) -> None:
+        try:
+            self._results[name] = conn.execute(sql).fetchone()[0]
+        except BaseException as exc:  # raised again by result(), in the main thread
+            self._results[name] = exc
+
+    def result(self) -> tuple[int, str]:
+        """(orphans, integrity_check's first line: 'ok' or the first problem)."""
+        self.__exit__()
+        for value in self._results.values():
+            if isinstance(value, BaseException):
+                raise value
+        integrity = self._results["integrity"]
+        return self._results["orphans"], integrity.decode() if isinstance(integrity, bytes) else integrity
+
+
+def record_ledger_in_file(path: Path, sums: dict[str, tuple[int, str]], source: str) -> None:
     """What the export left, by table (rows, and the SHA-256 the file was just verified with), so
     that a later --reverse --sync can tell whether anyone has written to the file since."""
     from . import ledger
@@ -457,7 +627,7 @@ def record_ledger_in_file(path: Path, exported: list[Exported], source: str) -> 
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("BEGIN")
-        entries = [ledger.FileEntry(e.table, e.rows, e.checksum) for e in exported]
+        entries = [ledger.FileEntry(table, rows, digest) for table, (rows, digest) in sums.items()]
         ledger.record_in_file(db, entries, job="export", source=source)
         db.execute("COMMIT")
     finally:

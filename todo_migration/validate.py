@@ -160,7 +160,7 @@ def _orphan_condition(plan: Plan, tp: TablePlan, fk: tuple[str, str, str]) -> st
     return f"{c} IS NOT NULL AND {integer} AND NOT {_parent_exists(plan, tp, fk)}"
 
 
-def _canonical_row(tp: TablePlan, *, shape: bool = False) -> str:
+def canonical_row(tp: TablePlan, *, shape: bool = False) -> str:
     """True when every value of the row is stored exactly as PostgreSQL will hold it (with
     `shape`, as far as SQLite needs to judge it when the read-back judges the rest). Whether text
     is UTF-8 is a scan of its own (text_sql); PostgreSQL refuses what is not, in any case."""
@@ -175,7 +175,7 @@ def _canonical_row(tp: TablePlan, *, shape: bool = False) -> str:
 def summary_sql(plan: Plan, tp: TablePlan, *, ranged: bool) -> str:
     """One aggregate pass over a row-key range: [rows not in canonical form, each foreign key's
     orphans]. A clean table costs this one scan and nothing more."""
-    exprs = [f"NOT ({_canonical_row(tp)})"] + [_orphan_condition(plan, tp, fk) for fk in tp.foreign_keys()]
+    exprs = [f"NOT ({canonical_row(tp)})"] + [_orphan_condition(plan, tp, fk) for fk in tp.foreign_keys()]
     where = f" WHERE x.{tp.row_key} BETWEEN ? AND ?" if ranged else ""
     return f"SELECT {', '.join(f'coalesce(sum({e}), 0)' for e in exprs)} FROM {tp.sqlite} x{where}"
 
@@ -210,7 +210,7 @@ class ValuesCheck:
         self.seconds = 0.0
         self.alongside = conn is not None
         self._queries = [
-            (tp.name, f"SELECT EXISTS (SELECT 1 FROM {tp.sqlite} x WHERE NOT ({_canonical_row(tp, shape=shape)}))")
+            (tp.name, f"SELECT EXISTS (SELECT 1 FROM {tp.sqlite} x WHERE NOT ({canonical_row(tp, shape=shape)}))")
             for tp in _scanned(plan)
         ]  # fmt: skip
         self._stop = threading.Event()
@@ -301,7 +301,7 @@ def all_canonical(source: Source, plan: Plan, tp: TablePlan, row_keys: list[int]
     """Whether every given row (by row key) is canonical, text UTF-8 included: a sync sends the rows
     it found changed as they are only then; otherwise the exact pre-flight decides."""
     text = [c.sqlite for c in _checked_columns(tp) if c.codec.kind == "text"]
-    bad = f"NOT ({_canonical_row(tp)}) OR NOT ({text_row_test(text, plan.conversions)})"
+    bad = f"NOT ({canonical_row(tp)}) OR NOT ({text_row_test(text, plan.conversions)})"
     query = (
         f"SELECT EXISTS (SELECT 1 FROM {tp.sqlite} x WHERE x.{tp.row_key} IN "
         f"(SELECT value FROM json_each(?)) AND ({bad}))"
