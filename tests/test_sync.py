@@ -239,6 +239,20 @@ def test_a_new_row_without_its_parent_is_refused_or_rejected(
     assert pg_query(pg_url, "SELECT count(*) FROM tasks WHERE id = 9001") == [(0,)]
 
 
+def test_a_row_to_convert_and_a_row_without_its_parent_together(migrated_db: Path, pg_url: str) -> None:
+    """The exact pre-flight runs once: it converts the one and names the other."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET completed = 'yes' WHERE id = 12")
+    src.execute(
+        "INSERT INTO tasks (id, title, completed, priority, user_id, is_recurring, created_at) "
+        "VALUES (9002, 'orphan', 0, 'low', 4243, 0, '2026-11-25 10:00:00.000000')"
+    )
+    src.close()
+    result = cli(migrated_db, pg_url, "--sync")
+    assert_failure(result, 1, "would refuse")
+    assert "9002" in result.stdout, explain(result)
+
+
 # --- someone else wrote to PostgreSQL ----------------------------------------------------------
 
 

@@ -125,6 +125,7 @@ def catch_up(
                 run.console.step(
                     "🔁", "Some rows to send need converting or checking: checking every value ..."
                 )
+                exact = True  # the pre-flight has had its say: a refusal now is final
                 validation = steps.exact_preflight(run, source, plan)
                 _close(deltas)
                 deltas = find_changes(run, conn, source, plan, validation)
