@@ -76,12 +76,6 @@ def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source
         )
 
 
-def forget(cur: PgCursor, schema: str, tables: list[str]) -> None:
-    """Tables replaced without an entry (a dry run never gets here) leave none behind."""
-    if exists(cur, schema):
-        cur.execute(sql.SQL("DELETE FROM {} WHERE table_name = ANY(%s)").format(_ledger(schema)), (tables,))
-
-
 def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str | None:
     """What changed in one table since the entry was written, in words; None if nothing did."""
     if entry is None:

@@ -38,11 +38,10 @@ from .plan import Plan, TablePlan
 from .report import RunReport
 from .source import Source, explain_sqlite_error
 from .steps import Run, VerificationFailed
-from .sync import print_delta, print_sync_summary, require_row_ids
+from .sync import DELETE_BATCH, print_delta, print_sync_summary, require_row_ids
 from .validate import all_canonical, assume_canonical
 
 BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT
-DELETE_BATCH = 10_000
 
 
 def run_sync_back(options: Options, console: Console, report: RunReport) -> None:
