@@ -13,6 +13,8 @@ import sys
 if __name__ == "__main__":
     try:
         from todo_migration.cli import main
+        from todo_migration.source import let_connections_run_in_parallel
     except KeyboardInterrupt:  # Ctrl-C while starting up: nothing has been touched yet
         sys.exit(130)
+    let_connections_run_in_parallel()  # before any SQLite connection is opened
     sys.exit(main())

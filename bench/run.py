@@ -565,9 +565,10 @@ def change_one_percent(db: Path, out: Path, seed: int = 13) -> dict[str, int]:
 def bench_sync(
     server, db: Path, migrate: list[str], work: Path, env: dict, expected: dict, source: str | None
 ) -> list[Result]:
-    """--sync against a database this tool migrated (the forward run's, or one untimed migration):
-    first with nothing changed, then after 1% of the tasks changed. Each run once: the first sync
-    that finds changes applies them."""
+    """--sync against a database this tool migrated (the forward run's, or one untimed migration),
+    as the runbook goes: a first sync after 1% of the tasks changed (the whole of both sides
+    compared; it leaves fingerprints in the ledger), then one with nothing changed since, then one
+    after another 1% changed (the freeze: todo.db's fingerprints against the ledger's). Each once."""
     dbname = source or "bench_sync"
     if source is None:
         server.psql(f"DROP DATABASE IF EXISTS {dbname}")
@@ -576,12 +577,14 @@ def bench_sync(
         subprocess.run([*migrate, "--postgres-url", server.url(dbname)], check=True, cwd=ROOT)
     url = server.url(dbname)
     server.psql("VACUUM ANALYZE", dbname=dbname)
-    changed = work / "todo-changed.db"
-    changed_counts = change_one_percent(db, changed)
+    first, again = work / "todo-changed.db", work / "todo-changed-again.db"
+    first_counts = change_one_percent(db, first)
+    again_counts = change_one_percent(first, again, seed=14)
     out = []
     for label, path, want in (
-        ("--sync, nothing changed", db, expected),
-        ("--sync, 1% of tasks changed", changed, changed_counts),
+        ("--sync, first after migrating, 1% changed", first, first_counts),
+        ("--sync, nothing changed since", first, first_counts),
+        ("--sync, 1% changed since (the freeze)", again, again_counts),
     ):
         print(f"running {label} ...", flush=True)
         cmd = [sys.executable, TOOL, "--sync", "--sqlite-path", str(path), "--postgres-url", url, "--quiet"]

@@ -2,16 +2,24 @@
 
 Nothing is trusted but the two databases: no timestamps, no change log. Both are read in id order,
 a range of ids at a time; SQLite builds each row as the line a migration sends (sqlite_line),
-PostgreSQL the MD5 of each 64-id part of the same lines as its read-back prints them
+PostgreSQL the MD5 of each 8-id part of the same lines as its read-back prints them
 (target_line_sql). The two are the same text exactly when the values are equal, so a part whose
 digests agree holds equal rows, and only the other parts are compared row by row.
+
+A forward sync also leaves fingerprints in the ledger: per part, a digest of todo.db's rows as
+SQLite stores them (json_array, far cheaper to build than the exact lines), taken in the snapshot
+PostgreSQL was just verified equal to. The next sync, once the ledger proves nobody else wrote to
+PostgreSQL since, needs to read only todo.db: a part whose fingerprint is unchanged still equals
+what PostgreSQL holds, and only the other parts are compared (compare_by_fingerprints).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import sqlite3
+import sys
 import tempfile
 import threading
 from array import array
@@ -23,17 +31,67 @@ from typing import IO, Any, TypeVar
 
 from psycopg2.extensions import connection as PgConnection
 
-from .load import qualified, sqlite_line, target_line_sql
+from .load import PART_BITS, qualified, sqlite_line, target_line_sql
 from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
 
 FIRST_IDS = 5  # ids shown per kind of change
 MAX_RANGE_BITS = 12  # ids compared at once: 4,096
-PART_BITS = 3  # ids per part whose digests are compared: 8
 RANGE_BYTES = 2 * 1024 * 1024  # what one range of todo.db's rows may hold in memory, about
 SPOOL_BYTES = 8 * 1024 * 1024  # rows to send stay in memory up to this, then go to a temp file
+DIGEST_BYTES = 8  # per part's fingerprint: the first 8 bytes of its SHA-256
+FINGERPRINT_HASH = hashlib.sha256  # faster than MD5 where the CPU has SHA instructions
+PARTS_AT_ONCE = 512  # differing parts compared row by row in one query
 T = TypeVar("T")
+
+
+@dataclass
+class Fingerprints:
+    """Per part of 8 ids (in part order), an 8-byte digest of todo.db's rows there as SQLite
+    stores them; the parts as runs of consecutive numbers (ids are mostly dense), so that 1M rows
+    take about 1 MB. `recipe` names how the rows were printed: fingerprints taken another way
+    (another tool version, columns, declared types) are not compared, only taken afresh."""
+
+    recipe: str
+    runs: array = field(default_factory=lambda: array("q"))  # first part, parts: pairs, flat
+    digests: bytearray = field(default_factory=bytearray)
+
+    def add(self, part: int, digest: bytes) -> None:
+        if self.runs and self.runs[-2] + self.runs[-1] == part:
+            self.runs[-1] += 1
+        else:
+            self.runs.extend((part, 1))
+        self.digests += digest[:DIGEST_BYTES]
+
+    def __len__(self) -> int:
+        return len(self.digests) // DIGEST_BYTES
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """(part, digest), in part order."""
+        at = 0
+        for k in range(0, len(self.runs), 2):
+            for part in range(self.runs[k], self.runs[k] + self.runs[k + 1]):
+                yield part, bytes(self.digests[at : at + DIGEST_BYTES])
+                at += DIGEST_BYTES
+
+    def to_bytes(self) -> bytes:
+        runs = array("q", self.runs)
+        if sys.byteorder == "big":
+            runs.byteswap()
+        return len(runs).to_bytes(8, "little") + runs.tobytes() + bytes(self.digests)
+
+    @classmethod
+    def from_bytes(cls, recipe: str, data: bytes) -> Fingerprints:
+        n = int.from_bytes(data[:8], "little")
+        runs = array("q")
+        runs.frombytes(data[8 : 8 + 8 * n])
+        if sys.byteorder == "big":
+            runs.byteswap()
+        digests = bytearray(data[8 + 8 * n :])
+        if n % 2 or len(digests) != DIGEST_BYTES * sum(runs[1::2]):
+            raise ValueError("fingerprints cut short")
+        return cls(recipe, runs, digests)
 
 
 @dataclass
@@ -57,6 +115,11 @@ class TableDelta:
     sent_keys: array = field(default_factory=lambda: array("q"), repr=False)  # inserted or updated
     sent_lengths: array = field(default_factory=lambda: array("q"), repr=False)  # of each line sent
     deleted_ids: array = field(default_factory=lambda: array("q"), repr=False)
+    # todo.db's fingerprints in this snapshot (None where not taken: the way back, rejected rows)
+    fingerprints: Fingerprints | None = field(default=None, repr=False)
+    # Parts compared row by row, when fingerprints spared the rest (None: the whole table was
+    # compared); sqlite_digest then covers these parts' rows only.
+    compared_parts: array | None = field(default=None, repr=False)
 
     @property
     def changes(self) -> int:
@@ -114,6 +177,44 @@ def compare_table(
     *,
     to_sqlite: bool = False,
     readers: Sequence[sqlite3.Connection] = (),
+    fingerprint: str | None = None,
+    stored: Fingerprints | None = None,
+) -> TableDelta:
+    """What the target lacks in one table. `fingerprint` (fingerprint_line): take todo.db's
+    fingerprints on the way, where every row counts (none rejected); with `stored` ones of the
+    same recipe, compare only the parts whose fingerprints changed. A table holding a BLOB (which
+    json_array cannot print) is compared without fingerprints."""
+    if fingerprint is not None and (validation.kept(tp) is not None or tp.source is None):
+        fingerprint = None
+    try:
+        if fingerprint is not None and stored is not None and stored.recipe == recipe_of(fingerprint):
+            return compare_by_fingerprints(conn, sqlite, tp, fingerprint, stored, progress, readers=readers)
+        return compare_all(
+            conn,
+            sqlite,
+            tp,
+            validation,
+            progress,
+            to_sqlite=to_sqlite,
+            readers=readers,
+            fingerprint=fingerprint,
+        )
+    except sqlite3.OperationalError as exc:
+        if fingerprint is None or "BLOB" not in str(exc):
+            raise
+        return compare_all(conn, sqlite, tp, validation, progress, to_sqlite=to_sqlite, readers=readers)
+
+
+def compare_all(
+    conn: PgConnection,
+    sqlite: Source,
+    tp: TablePlan,
+    validation: Validation,
+    progress: Callable[[int], object],
+    *,
+    to_sqlite: bool = False,
+    readers: Sequence[sqlite3.Connection] = (),
+    fingerprint: str | None = None,
 ) -> TableDelta:
     """Both sides a range of ids at a time, in id order, each range split into parts: SQLite
     builds the range's rows as the lines a migration sends, PostgreSQL the MD5 of each part's
@@ -125,31 +226,115 @@ def compare_table(
     PostgreSQL's lines). `readers`: more connections in the same snapshot, to build todo.db's
     lines on both cores (only where no row is rejected: the rejected rows live on `sqlite`'s)."""
     delta = TableDelta(tp.name, to_sqlite=to_sqlite)
+    if fingerprint is not None:
+        delta.fingerprints = Fingerprints(recipe_of(fingerprint))
     bits = range_bits(sqlite, tp)
+    rows = _range_sql(tp, validation, fingerprint)
     if readers and validation.kept(tp) is None and tp.source is not None:
-        src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers])
+        src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], rows)
     else:
-        src = _prefetched(_sqlite_ranges(sqlite, tp, validation, bits))
+        src = _prefetched(_sqlite_ranges(sqlite, tp, validation, bits, rows))
     dst = _prefetched(_postgres_ranges(conn, tp, bits))
     try:
-        a, b = next(src, None), next(dst, None)
+        a, b = _next_range(src, delta), next(dst, None)
         while a is not None or b is not None:
             if b is None or (a is not None and a.number < b[0]):
-                _compare_rows(conn, tp, bits, delta, a, set(a.parts), in_postgres=False)
+                _compare_rows(conn, tp, delta, a, set(a.parts), in_postgres=False)
                 progress(len(a.ids))
-                a = next(src, None)
+                a = _next_range(src, delta)
             elif a is None or b[0] < a.number:
-                _compare_rows(conn, tp, bits, delta, SqliteRange(b[0]), set(b[1]))
+                _compare_rows(conn, tp, delta, SqliteRange(b[0]), set(b[1]))
                 b = next(dst, None)
             else:
                 differing = {p for p in a.parts.keys() | b[1].keys() if a.parts.get(p) != b[1].get(p)}
-                _compare_rows(conn, tp, bits, delta, a, differing)
+                _compare_rows(conn, tp, delta, a, differing)
                 progress(len(a.ids))
-                a, b = next(src, None), next(dst, None)
+                a, b = _next_range(src, delta), next(dst, None)
     finally:
         src.close()
         dst.close()
     return delta
+
+
+def _next_range(ranges: Iterator[tuple], delta: TableDelta) -> SqliteRange | None:
+    """The next range of todo.db's rows, its fingerprints (if taken) added to the delta's."""
+    item = next(ranges, None)
+    if item is None:
+        return None
+    number, data, ids, lengths, *fp = item
+    r = _split(number, data, ids, lengths)
+    if delta.fingerprints is not None:
+        for part, digest in _part_digests(r.ids, fp[0], fp[1], FINGERPRINT_HASH):
+            delta.fingerprints.add(part, digest)
+    return r
+
+
+def compare_by_fingerprints(
+    conn: PgConnection,
+    sqlite: Source,
+    tp: TablePlan,
+    fingerprint: str,
+    stored: Fingerprints,
+    progress: Callable[[int], object],
+    *,
+    readers: Sequence[sqlite3.Connection] = (),
+) -> TableDelta:
+    """todo.db read alone, as fingerprints, against those the last sync left with the rows
+    PostgreSQL still holds unchanged (the ledger proved nobody else wrote there): a part whose
+    fingerprint is unchanged holds the rows PostgreSQL has; the others (changed, new, emptied)
+    are compared row by row like any differing part, and only their rows are read from PostgreSQL."""
+    delta = TableDelta(tp.name, fingerprints=Fingerprints(stored.recipe), compared_parts=array("q"))
+    bits = range_bits(sqlite, tp)
+    src = _sqlite_ranges_shared(
+        sqlite, tp, bits, [sqlite.conn, *readers], _fingerprint_sql(tp, fingerprint), _fingerprints_of
+    )
+    differing, mine = delta.compared_parts, delta.fingerprints
+    theirs = iter(stored)
+    left = next(theirs, None)  # the ledger's next (part, digest)
+    try:
+        for _, digests, rows in src:
+            for part, digest in digests:
+                while left is not None and left[0] < part:  # every row of that part deleted
+                    differing.append(left[0])
+                    left = next(theirs, None)
+                if left is not None and left[0] == part:
+                    if left[1] != digest:
+                        differing.append(part)
+                    left = next(theirs, None)
+                else:
+                    differing.append(part)
+                mine.add(part, digest)
+            delta.sqlite_rows += rows
+            progress(rows)
+        while left is not None:
+            differing.append(left[0])
+            left = next(theirs, None)
+    finally:
+        src.close()
+    batches = [differing[i : i + PARTS_AT_ONCE].tolist() for i in range(0, len(differing), PARTS_AT_ONCE)]
+    pg_lines = _prefetched(_postgres_lines(conn, tp, batch) for batch in batches)
+    try:
+        for batch in batches:
+            r = _sqlite_parts(sqlite, tp, batch)
+            delta.sqlite_digest.update(r.data)
+            _compare_rows(conn, tp, delta, r, set(batch), whole=False, pg=next(pg_lines))
+    finally:
+        pg_lines.close()
+    return delta
+
+
+def _sqlite_parts(source: Source, tp: TablePlan, parts: list[int]) -> SqliteRange:
+    """The rows of the given parts, in id order, as _split makes a range of them."""
+    rk = tp.row_key
+    data, ids, lengths = source.conn.execute(
+        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
+        f"FROM (SELECT todo_t.{rk} AS k, {compared_line(tp)} AS line "
+        f"FROM (SELECT value AS todo_part FROM json_each(?)) JOIN {tp.sqlite} AS todo_t "
+        f"ON todo_t.{rk} >= todo_part << {PART_BITS} AND todo_t.{rk} < (todo_part + 1) << {PART_BITS} "
+        f"ORDER BY 1)",
+        (json.dumps(parts),),
+    ).fetchone()
+    return _split(-1, data or b"", ids, lengths)
 
 
 @dataclass
@@ -162,6 +347,59 @@ class SqliteRange:
     ids: list[int] = field(default_factory=list)
     bounds: list[int] = field(default_factory=lambda: [0])
     parts: dict[int, str] = field(default_factory=dict)
+
+
+def fingerprint_line(source: Source, tp: TablePlan) -> str:
+    """todo.db's row as SQLite stores it, in one cheap call: json_array keeps each value's type
+    and every byte of its text (a NUL byte too), and prints different rows differently, except
+    REALs, printed to 15 digits. A row holding a REAL (in a column that can hold one: not of TEXT
+    affinity, which SQLite stores as text, nor the rowid) is printed with each value's type and
+    the REAL exactly, as quote() does; twice as many elements, so never the same text as the other form."""
+    assert tp.source is not None
+    declared = {
+        _text(name).lower(): _text(decl or "").upper()
+        for _, name, decl, *_ in source.conn.execute(
+            f"PRAGMA main.table_xinfo({quote_ident(tp.source.name)})"
+        )
+    }
+    row_id = (tp.source.rowid_pk or "").lower()
+    cols = [c.sqlite for c in tp.columns]
+    plain = f"json_array({', '.join(cols)})"
+    guarded = [
+        c.sqlite
+        for c in tp.columns
+        if (c.source_name or c.name).lower() != row_id
+        and _affinity(declared.get((c.source_name or c.name).lower(), "")) != "TEXT"
+    ]
+    if not guarded:
+        return plain
+    typed = ", ".join(f"typeof({c}), iif(typeof({c}) = 'real', quote({c}), {c})" for c in cols)
+    reals = " OR ".join(f"typeof({c}) = 'real'" for c in guarded)
+    return f"iif({reals}, json_array({typed}), {plain})"
+
+
+def recipe_of(fingerprint: str) -> str:
+    """Fingerprints compare only with fingerprints printed by the very same SQL."""
+    return (
+        f"json1-sha256/{DIGEST_BYTES}-p{PART_BITS}-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    )
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity from the declared type (its documented rules, in order)."""
+    if "INT" in declared:
+        return "INTEGER"
+    if any(t in declared for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in declared or not declared:
+        return "BLOB"
+    if any(t in declared for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def range_bits(source: Source, tp: TablePlan) -> int:
@@ -178,38 +416,44 @@ def range_bits(source: Source, tp: TablePlan) -> int:
     return bits
 
 
-def _sqlite_ranges(source: Source, tp: TablePlan, validation: Validation, bits: int) -> Iterator[SqliteRange]:
+def _sqlite_ranges(
+    source: Source, tp: TablePlan, validation: Validation, bits: int, rows: str
+) -> Iterator[tuple]:
+    """(range number, *what `rows` selects for it), range after range, on `source`'s connection."""
     if tp.source is None:
         return
     kept = validation.kept(tp)
     also = f" AND {kept}" if kept else ""
     rk = tp.row_key
     seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} >= ?{also}"
-    rows = _range_sql(tp, also)
     start = source.conn.execute(
         f"SELECT min({rk}) FROM {tp.sqlite}{' WHERE ' + kept if kept else ''}"
     ).fetchone()[0]
     while start is not None:
         number = start >> bits
         end = (number + 1) << bits
-        data, ids, lengths = source.conn.execute(rows, (start, end)).fetchone()
-        yield _split(number, data, ids, lengths)
+        yield (number, *source.conn.execute(rows, (start, end)).fetchone())
         start = source.conn.execute(seek, (end,)).fetchone()[0]
 
 
 def _sqlite_ranges_shared(
-    source: Source, tp: TablePlan, bits: int, conns: list[sqlite3.Connection]
-) -> Generator[SqliteRange, None, None]:
-    """The same ranges, built by several connections in turn, each on a thread of its own."""
+    source: Source,
+    tp: TablePlan,
+    bits: int,
+    conns: list[sqlite3.Connection],
+    rows: str,
+    fetch: Callable[[sqlite3.Cursor], tuple] = sqlite3.Cursor.fetchone,
+) -> Generator[tuple, None, None]:
+    """The same ranges, built by several connections in turn, each on a thread of its own:
+    (range number, *what `fetch` makes of the cursor of `rows` over the range)."""
     rk = tp.row_key
     numbers = [
         n for (n,) in source.conn.execute(f"SELECT DISTINCT {rk} >> {bits} FROM {tp.sqlite} ORDER BY 1")
     ]
-    rows = _range_sql(tp, "")
 
-    def built_by(conn: sqlite3.Connection, mine: list[int]) -> Iterator[SqliteRange]:
+    def built_by(conn: sqlite3.Connection, mine: list[int]) -> Iterator[tuple]:
         for n in mine:
-            yield _split(n, *conn.execute(rows, (n << bits, (n + 1) << bits)).fetchone())
+            yield (n, *fetch(conn.execute(rows, (n << bits, (n + 1) << bits))))
 
     streams = [_prefetched(built_by(conn, numbers[k :: len(conns)])) for k, conn in enumerate(conns)]
     try:
@@ -220,12 +464,43 @@ def _sqlite_ranges_shared(
             stream.close()
 
 
-def _range_sql(tp: TablePlan, also: str) -> str:
-    """One range of ids: the rows' lines back to back, their ids and the length of each line."""
+def _fingerprint_sql(tp: TablePlan, fingerprint: str) -> str:
+    """One range of ids: per part, its rows' fingerprint lines back to back in id order, and how
+    many rows it holds."""
     rk = tp.row_key
     return (
-        f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
-        f"FROM (SELECT {rk} AS k, {compared_line(tp)} AS line FROM {tp.sqlite} "
+        f"SELECT k >> {PART_BITS}, group_concat(fp, ''), count(*) FROM (SELECT {rk} AS k, {fingerprint} AS fp "
+        f"FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}) GROUP BY 1 ORDER BY 1"
+    )
+
+
+def _fingerprints_of(cur: sqlite3.Cursor) -> tuple[list[tuple[int, bytes]], int]:
+    """(part, fingerprint) for each part of a range, and the range's rows; hashed on the reading
+    thread."""
+    digests, rows = [], 0
+    for part, lines, count in cur:
+        digests.append((part, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]))
+        rows += count
+    return digests, rows
+
+
+def _range_sql(tp: TablePlan, validation: Validation, fingerprint: str | None) -> str:
+    """One range of ids: the rows' lines back to back, their ids and the length of each line;
+    then, with `fingerprint`, the same for the rows' fingerprint lines."""
+    rk = tp.row_key
+    kept = validation.kept(tp)
+    also = f" AND {kept}" if kept else ""
+    picked = [
+        "group_concat(line, '')",
+        "group_concat(k, ',')",
+        "group_concat(length(CAST(line AS BLOB)), ',')",
+    ]
+    inner = [f"{rk} AS k", f"{compared_line(tp)} AS line"]
+    if fingerprint is not None:
+        picked += ["group_concat(fp, '')", "group_concat(length(CAST(fp AS BLOB)), ',')"]
+        inner.append(f"{fingerprint} AS fp")
+    return (
+        f"SELECT {', '.join(picked)} FROM (SELECT {', '.join(inner)} FROM {tp.sqlite} "
         f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
     )
 
@@ -243,19 +518,31 @@ def compared_line(tp: TablePlan) -> str:
     return f"iif(instr(CAST({joined} AS BLOB), x'00'), {line} || 'NUL', {line})"
 
 
-def _split(number: int, data: bytes, ids: bytes, lengths: bytes) -> SqliteRange:
-    """Where each row starts (from the lengths SQLite gave), and each part's MD5: a part's rows
-    are found by bisecting the sorted ids, not by a loop over the rows."""
-    r = SqliteRange(number, data, list(map(int, ids.split(b","))))
+def _split(number: int, data: bytes | None, ids: bytes | None, lengths: bytes | None) -> SqliteRange:
+    """Where each row starts (from the lengths SQLite gave), and each part's MD5."""
+    if not ids:
+        return SqliteRange(number)
+    r = SqliteRange(number, data or b"", list(map(int, ids.split(b","))))
     r.bounds = list(accumulate(map(int, lengths.split(b",")), initial=0))
-    first, last = r.ids[0] >> PART_BITS, r.ids[-1] >> PART_BITS
-    i = 0
-    for part in range(first, last + 1):
-        j = bisect_left(r.ids, (part + 1) << PART_BITS, i)
-        if j > i:
-            r.parts[part] = hashlib.md5(data[r.bounds[i] : r.bounds[j]]).hexdigest()
-        i = j
+    r.parts = {part: digest.hex() for part, digest in _part_digests(r.ids, r.data, r.bounds)}
     return r
+
+
+def _part_digests(
+    ids: list[int], data: bytes, lengths: bytes | list[int], hasher: Callable[[bytes], Any] = hashlib.md5
+) -> Iterator[tuple[int, bytes]]:
+    """(part, MD5 of its rows' lines) for each part of the sorted ids, the lines back to back in
+    `data`: a part's rows are found by bisecting the ids, not by a loop over the rows. `lengths`:
+    SQLite's comma-separated line lengths, or the lines' bounds already summed."""
+    bounds = (
+        lengths if isinstance(lengths, list) else list(accumulate(map(int, lengths.split(b",")), initial=0))
+    )
+    i = 0
+    while i < len(ids):
+        part = ids[i] >> PART_BITS
+        j = bisect_left(ids, (part + 1) << PART_BITS, i)
+        yield part, hasher(data[bounds[i] : bounds[j]]).digest()
+        i = j
 
 
 def _postgres_ranges(conn: PgConnection, tp: TablePlan, bits: int) -> Iterator[tuple[int, dict[int, str]]]:
@@ -280,20 +567,24 @@ def _postgres_ranges(conn: PgConnection, tp: TablePlan, bits: int) -> Iterator[t
 def _compare_rows(
     conn: PgConnection,
     tp: TablePlan,
-    bits: int,
     delta: TableDelta,
     r: SqliteRange,
     parts: set[int],
     *,
     in_postgres: bool = True,
+    whole: bool = True,
+    pg: dict[int, bytes] | None = None,
 ) -> None:
-    """Row by row, within the given parts of one range (all of todo.db's rows count for its
-    digest). Without `in_postgres`, PostgreSQL is known to hold no row of the range."""
-    delta.sqlite_digest.update(r.data)
-    delta.sqlite_rows += len(r.ids)
+    """Row by row, within the given parts (`whole`: `r` is a whole range of todo.db's rows, all
+    of which count for its digest). Without `in_postgres`, PostgreSQL is known to hold no row of
+    these parts; `pg`: PostgreSQL's rows of these parts, already read."""
+    if whole:
+        delta.sqlite_digest.update(r.data)
+        delta.sqlite_rows += len(r.ids)
     if not parts:
         return
-    pg = _postgres_lines(conn, tp, r.number << bits, (r.number + 1) << bits, parts) if in_postgres else {}
+    if pg is None:
+        pg = _postgres_lines(conn, tp, sorted(parts)) if in_postgres else {}
     for i, row_id in enumerate(r.ids):
         if row_id >> PART_BITS not in parts:
             continue
@@ -307,15 +598,16 @@ def _compare_rows(
         delta.only_in_postgres(row_id, pg[row_id])
 
 
-def _postgres_lines(
-    conn: PgConnection, tp: TablePlan, start: int, end: int, parts: set[int]
-) -> dict[int, bytes]:
+def _postgres_lines(conn: PgConnection, tp: TablePlan, parts: list[int]) -> dict[int, bytes]:
+    """PostgreSQL's rows of the given parts, by id, as its read-back prints them (one index range
+    scan per part)."""
     pk = quote_ident(tp.pk)
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT {pk}, {target_line_sql(tp)} FROM {qualified(tp)} "
-            f"WHERE {pk} >= %s AND {pk} < %s AND {pk} >> {PART_BITS} = ANY(%s)",
-            (start, end, sorted(parts)),
+            f"SELECT {pk}, line FROM unnest(%s::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {pk}, "
+            f"{target_line_sql(tp)} AS line FROM {qualified(tp)} WHERE {pk} >= todo_part << {PART_BITS} "
+            f"AND {pk} < (todo_part + 1) << {PART_BITS} OFFSET 0) AS todo_r",
+            (parts,),
         )
         return {row_id: line.encode() for row_id, line in cur}
 

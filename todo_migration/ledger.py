@@ -16,12 +16,14 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import cursor as PgCursor
 
 from . import __version__
 
 LEDGER_TABLE = "todo_migration_ledger"
+FINGERPRINT_SLICE = 1024 * 1024  # bytes of fingerprints written or read in one statement
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class Entry:
     table: str
     rows: int
     xids: list[int] = field(default_factory=list)  # 32-bit transaction ids, as xmin shows them
+    # todo.db's fingerprints in the snapshot these rows were verified equal to (diff.Fingerprints,
+    # as bytes, with how they were printed); None after a migration, which takes none
+    fingerprints: bytes | None = field(default=None, repr=False)
+    recipe: str | None = None
 
 
 def _ledger(schema: str) -> sql.Composed:
@@ -44,8 +50,27 @@ def read(cur: PgCursor, schema: str) -> dict[str, Entry]:
     """The ledger's entries by table; empty when there is no ledger (an older tool, or by hand)."""
     if not exists(cur, schema):
         return {}
-    cur.execute(sql.SQL("SELECT table_name, rows, xids FROM {}").format(_ledger(schema)))
-    return {name: Entry(name, rows, list(xids)) for name, rows, xids in cur.fetchall()}
+    cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(_ledger(schema)))
+    has_fingerprints = "recipe" in [d.name for d in cur.description]  # not in an older tool's ledger
+    extra = ", recipe, length(fingerprints)" if has_fingerprints else ", NULL, NULL"
+    cur.execute(sql.SQL("SELECT table_name, rows, xids" + extra + " FROM {}").format(_ledger(schema)))
+    entries = {}
+    for name, rows, xids, recipe, size in cur.fetchall():
+        fingerprints = _read_fingerprints(cur, schema, name, size) if size is not None else None
+        entries[name] = Entry(name, rows, list(xids), fingerprints, recipe)
+    return entries
+
+
+def _read_fingerprints(cur: PgCursor, schema: str, table: str, size: int) -> bytes:
+    """A slice at a time, so that memory holds the fingerprints once, not their text form too."""
+    data = bytearray()
+    query = sql.SQL("SELECT substring(fingerprints FROM %s FOR %s) FROM {} WHERE table_name = %s").format(
+        _ledger(schema)
+    )
+    while len(data) < size:
+        cur.execute(query, (len(data) + 1, FINGERPRINT_SLICE, table))
+        data += cur.fetchone()[0]
+    return bytes(data)
 
 
 def this_transaction(cur: PgCursor) -> int:
@@ -60,20 +85,46 @@ def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, rows bigint NOT NULL, "
             "xids bigint[] NOT NULL, job text NOT NULL, source text NOT NULL, tool_version text NOT NULL, "
-            "written_at timestamptz NOT NULL DEFAULT now())"
+            "written_at timestamptz NOT NULL DEFAULT now(), fingerprints bytea, recipe text)"
         ).format(_ledger(schema))
     )
+    cur.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'recipe'",
+        (_ledger(schema).as_string(cur),),
+    )
+    if not cur.fetchone()[0]:  # a ledger an older version of the tool made
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN fingerprints bytea, ADD COLUMN recipe text").format(
+                _ledger(schema)
+            )
+        )
     for e in entries:
         cur.execute(
             sql.SQL(
-                "INSERT INTO {} (table_name, rows, xids, job, source, tool_version) "
-                "VALUES (%s, %s, %s::bigint[], %s, %s, %s) "
+                "INSERT INTO {} (table_name, rows, xids, job, source, tool_version, fingerprints, recipe) "
+                "VALUES (%s, %s, %s::bigint[], %s, %s, %s, %s, %s) "
                 "ON CONFLICT (table_name) DO UPDATE SET rows = EXCLUDED.rows, xids = EXCLUDED.xids, "
                 "job = EXCLUDED.job, source = EXCLUDED.source, tool_version = EXCLUDED.tool_version, "
-                "written_at = now()"
+                "written_at = now(), fingerprints = EXCLUDED.fingerprints, recipe = EXCLUDED.recipe"
             ).format(_ledger(schema)),
-            (e.table, e.rows, sorted(set(e.xids)), job, source, __version__),
+            (
+                e.table,
+                e.rows,
+                sorted(set(e.xids)),
+                job,
+                source,
+                __version__,
+                b"" if e.fingerprints else None,
+                e.recipe,
+            ),
         )
+        for start in range(0, len(e.fingerprints or b""), FINGERPRINT_SLICE):  # flat memory
+            cur.execute(
+                sql.SQL("UPDATE {} SET fingerprints = fingerprints || %s WHERE table_name = %s").format(
+                    _ledger(schema)
+                ),
+                (psycopg2.Binary(e.fingerprints[start : start + FINGERPRINT_SLICE]), e.table),
+            )
 
 
 def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str | None:

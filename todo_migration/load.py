@@ -29,6 +29,8 @@ from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
 
+PART_BITS = 3  # a sync compares parts of 2**PART_BITS = 8 ids (diff.py)
+
 DIALECT = postgresql.dialect()
 # CSV quoted the SQL way, as SQLite's quote() writes it: 'text' with '' inside, NULL bare.
 CSV_OPTIONS = sql.SQL("FORMAT csv, QUOTE '''', NULL 'NULL'")
@@ -100,12 +102,21 @@ def copy_sql(tp: TablePlan) -> sql.Composed:
     )
 
 
-def readback_sql(tp: TablePlan, *, ordered: bool) -> sql.Composed:
+def readback_sql(tp: TablePlan, *, ordered: bool, parts: list[int] | None = None) -> sql.Composed:
     """The stored rows as the same CSV the copy sent. A table this run loaded with one COPY is read
-    in physical order, which is the order sent; an existing table is read in id order."""
+    in physical order, which is the order sent; an existing table is read in id order. `parts`:
+    only the rows whose id is in one of these parts of 2**PART_BITS ids, in id order."""
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     rows = sql.SQL("{} ({})").format(sql.SQL(qualified(tp)), cols)
-    if ordered:
+    if parts is not None:
+        pk = sql.Identifier(tp.pk)
+        rows = sql.SQL(
+            "(SELECT {cols} FROM unnest({parts}::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {cols} FROM {t} "
+            "WHERE {pk} >= todo_part << {bits} AND {pk} < (todo_part + 1) << {bits} OFFSET 0) AS todo_r ORDER BY {pk})"
+        ).format(
+            cols=cols, parts=sql.Literal(parts), t=sql.SQL(qualified(tp)), pk=pk, bits=sql.Literal(PART_BITS)
+        )
+    elif ordered:
         rows = sql.SQL("(SELECT {} FROM {} ORDER BY {})").format(
             cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
         )

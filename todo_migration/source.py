@@ -8,6 +8,7 @@ scratch database holds what validation finds.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .errors import INTERRUPTED, MigrationError, UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
+SQLITE_CONFIG_MEMSTATUS = 9  # sqlite3.h
 # The wal-index header at the start of a WAL database's -shm file: two copies of 48 bytes, which
 # SQLite rewrites on every commit (a change counter, the last frame, checksums; new salts when
 # the WAL restarts). https://www.sqlite.org/walformat.html
@@ -361,6 +363,24 @@ def schema_objects(source: Source, known_indexes: set[str]) -> list[SchemaObject
             continue
         found.append(SchemaObject(kind, name, table))
     return found
+
+
+def let_connections_run_in_parallel() -> bool:
+    """SQLite counts every allocation under one process-wide mutex (SQLITE_CONFIG_MEMSTATUS, on by
+    default), so two connections building lines on two threads mostly take turns: turned off,
+    both cores work (the values check alongside the load, a sync's readers). It can only be set
+    while the library is shut down, so this runs once, first thing, before any connection exists
+    (the entry script, never a library caller). Where the library cannot be reached (another
+    platform, a Python with SQLite built in), nothing changes. True if set."""
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")  # the very library the sqlite3 module loaded
+        if lib.sqlite3_shutdown() != 0:
+            return False
+        done = lib.sqlite3_config(SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0
+        lib.sqlite3_initialize()
+        return done
+    except (OSError, AttributeError):
+        return False
 
 
 def quote_ident(name: str) -> str:

@@ -30,7 +30,7 @@ from psycopg2.extensions import cursor as PgCursor
 
 from . import ledger, session, steps
 from .convert import register_sqlite_functions
-from .diff import TableDelta, compare_table
+from .diff import Fingerprints, TableDelta, compare_table, fingerprint_line
 from .errors import MigrationError, UsageError
 from .load import (
     CSV_OPTIONS,
@@ -120,7 +120,7 @@ def catch_up(
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
             doing = "comparing todo.db with PostgreSQL"
             validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
-            deltas = find_changes(run, conn, source, plan, validation)  # STEP 5
+            deltas = find_changes(run, conn, source, plan, validation, entries)  # STEP 5
             if not exact and not rows_to_send_are_canonical(source, plan, deltas):
                 run.console.step(
                     "🔁", "Some rows to send need converting or checking: checking every value ..."
@@ -128,7 +128,7 @@ def catch_up(
                 exact = True  # the pre-flight has had its say: a refusal now is final
                 validation = steps.exact_preflight(run, source, plan)
                 _close(deltas)
-                deltas = find_changes(run, conn, source, plan, validation)
+                deltas = find_changes(run, conn, source, plan, validation, entries)
             run.report.set_validation(validation)
             run.report.delta = {name: d.recordable() for name, d in deltas.items()}
             print_delta(run, plan, deltas)
@@ -197,8 +197,16 @@ def lock_tables(cur: PgCursor, plan: Plan) -> None:
 
 
 def find_changes(
-    run: Run, conn: PgConnection, source: Source, plan: Plan, validation: Validation
+    run: Run,
+    conn: PgConnection,
+    source: Source,
+    plan: Plan,
+    validation: Validation,
+    entries: dict[str, ledger.Entry | None],
 ) -> dict[str, TableDelta]:
+    """Each table compared; where the ledger holds fingerprints of todo.db as PostgreSQL still
+    holds it (nobody else wrote there since), todo.db alone is read and only changed parts are
+    compared with PostgreSQL. Every table's fingerprints are taken on the way, for the ledger."""
     run.console.step("🔍", "Comparing todo.db with PostgreSQL, row by row ...")
     deltas = {}
     readers = second_reader(source)
@@ -206,12 +214,39 @@ def find_changes(
         with run.phase("compare"):
             for tp in plan.tables:
                 expected = tp.source_rows - validation.rejected[tp.name]
+                fingerprint = fingerprint_line(source, tp) if tp.source is not None else None
+                stored = stored_fingerprints(entries.get(tp.name))
                 with run.console.progress(tp.name, expected) as bar:
-                    deltas[tp.name] = compare_table(conn, source, tp, validation, bar.update, readers=readers)
+                    deltas[tp.name] = compare_table(
+                        conn,
+                        source,
+                        tp,
+                        validation,
+                        bar.update,
+                        readers=readers,
+                        fingerprint=fingerprint,
+                        stored=stored,
+                    )
     finally:
         for reader in readers:
             reader.close()
+    for name, d in deltas.items():
+        if d.compared_parts is not None:
+            run.console.detail(
+                f"{name}: fingerprints unchanged since the last sync except in "
+                f"{plural(len(d.compared_parts), 'part')} of 8 ids, compared row by row"
+            )
     return deltas
+
+
+def stored_fingerprints(entry: ledger.Entry | None) -> Fingerprints | None:
+    """The ledger's fingerprints of a table, if it can be trusted (None: it cannot, or has none)."""
+    if entry is None or entry.fingerprints is None or entry.recipe is None:
+        return None
+    try:
+        return Fingerprints.from_bytes(entry.recipe, entry.fingerprints)
+    except ValueError:
+        return None
 
 
 def second_reader(source: Source) -> list[sqlite3.Connection]:
@@ -268,7 +303,16 @@ def record_ledger(
         # After --overwrite-changes, rows someone else wrote may remain (equal to todo.db's): their
         # transactions become ours to trust.
         xids = [xid] + (before.xids if before is not None else _writers(cur, tp))
-        new.append(ledger.Entry(tp.name, deltas[tp.name].sqlite_rows, xids))
+        fp = deltas[tp.name].fingerprints
+        new.append(
+            ledger.Entry(
+                tp.name,
+                deltas[tp.name].sqlite_rows,
+                xids,
+                fp.to_bytes() if fp is not None else None,
+                fp.recipe if fp is not None else None,
+            )
+        )
     ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path))
 
 
@@ -363,7 +407,9 @@ def verify_synced(
 ) -> list[TableCheck]:
     """As after a migration: a changed table is read back whole, in id order, and its SHA-256
     must equal that of todo.db's rows; every table's counts add up, no orphans, sequences ahead.
-    An unchanged table was just compared row by row; its values are not read a second time."""
+    An unchanged table was just compared row by row; its values are not read a second time.
+    Where fingerprints spared the unchanged parts, the compared parts are what is read back (the
+    rest is what the last sync verified, and the ledger proved nobody wrote there since)."""
     run.console.step(
         "🔍", "Verifying: row counts, a checksum of every changed table's values, foreign keys, sequences ..."
     )
@@ -372,7 +418,18 @@ def verify_synced(
         for tp in plan.tables:
             d = deltas[tp.name]
             log = ChunkLog(total_rows=d.sqlite_rows, digest=d.sqlite_digest)
-            checks.append(verify_table(cur, source, tp, validation, log, values=d.changes > 0, fresh=False))
+            checks.append(
+                verify_table(
+                    cur,
+                    source,
+                    tp,
+                    validation,
+                    log,
+                    values=d.changes > 0,
+                    fresh=False,
+                    parts=d.compared_parts,
+                )
+            )
     run.report.set_checks(checks)
     print_checks(run.console, checks, values=True)
     bad = [ch for ch in checks if not ch.ok]
