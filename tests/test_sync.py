@@ -29,6 +29,8 @@ from tools.make_todo_db import make_todo_db
 SYNCED = "PostgreSQL now equals todo.db"
 NOTHING = "PostgreSQL already equals todo.db"
 WRITER = ROOT / "tests" / "app_writer.py"
+LEDGER = "todo_migration_ledger"
+ONLY_CHANGED_PARTS = "fingerprints unchanged since the last sync except in"
 
 
 def cli(db: Path, url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -55,11 +57,25 @@ def target_state(url: str) -> list[tuple]:
     return state
 
 
-@pytest.fixture
-def migrated_db(tmp_path: Path, pg_url: str) -> Path:
+@pytest.fixture(params=["migrated", "synced"])
+def migrated_db(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> Path:
+    """A todo.db migrated to PostgreSQL; "synced": and caught up once since, so that the ledger
+    holds todo.db's fingerprints and the next sync compares only the parts that changed."""
     db = make_todo_db(tmp_path / "todo.db", tasks=400, users=12, patterns=30)
     ok(db, pg_url)
+    if request.param == "synced":
+        src = sqlite3.connect(db, isolation_level=None)
+        src.execute("UPDATE tasks SET title = title || ' (seen)' WHERE id = 2")
+        src.close()
+        ok(db, pg_url, "--sync")
+        assert fingerprinted(pg_url) == ["recurring_patterns", "tasks", "users"]
     return db
+
+
+def fingerprinted(url: str) -> list[str]:
+    """The tables whose fingerprints the ledger holds."""
+    rows = pg_query(url, f"SELECT table_name FROM {LEDGER} WHERE fingerprints IS NOT NULL ORDER BY 1")
+    return [name for (name,) in rows]
 
 
 def report_of(tmp_path: Path, name: str = "sync.json") -> Path:
@@ -139,6 +155,116 @@ def test_one_microsecond_is_a_change(migrated_db: Path, pg_url: str, tmp_path: P
     assert delta["first_ids"]["updated"] == [17]
     assert pg_query(pg_url, "SELECT due_date FROM tasks WHERE id = 17")[0][0] == moved
     compare(migrated_db, pg_url)
+
+
+def test_after_a_sync_only_changed_parts_are_compared_and_every_change_is_found(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """The second sync reads todo.db's fingerprints against the ledger's: it says how few parts it
+    compared, and still finds an insert, a delete, a one-microsecond move, a reused id and a
+    change after a NUL byte; the independent comparer agrees."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    if not fingerprinted(pg_url):  # a first sync takes them
+        src.execute("UPDATE tasks SET title = title || ' (seen)' WHERE id = 2")
+        ok(migrated_db, pg_url, "--sync")
+    (due,) = src.execute("SELECT created_at FROM tasks WHERE id = 31").fetchone()
+    src.execute(
+        "UPDATE tasks SET created_at = ? WHERE id = 31",
+        (stamp(datetime.fromisoformat(due) + timedelta(microseconds=1)),),
+    )
+    src.execute("UPDATE tasks SET description = 'a' || char(0) || 'b' WHERE id = 32")
+    top = src.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    src.execute("DELETE FROM tasks WHERE id = ?", (top,))
+    src.execute(
+        "INSERT INTO tasks (id, title, completed, priority, user_id, is_recurring, created_at) "
+        "VALUES (?, 'reborn', 0, 'low', 1, 0, '2026-11-25 10:00:00.000000')",
+        (top,),
+    )
+    src.execute("DELETE FROM tasks WHERE id = 200")
+    src.execute(
+        "INSERT INTO tasks (title, completed, priority, user_id, is_recurring, created_at) "
+        "VALUES ('new', 0, 'low', 2, 0, '2026-11-25 10:00:00.000000')"
+    )
+    src.close()
+    report = report_of(tmp_path)
+    result = cli(migrated_db, pg_url, "--sync", "--report", str(report))
+    # The NUL byte is refused as a migration refuses it (the row is found, not missed) ...
+    assert_failure(result, None)
+    assert "nul_byte" in result.stdout, explain(result)
+    assert ONLY_CHANGED_PARTS in result.stdout, explain(result)
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET description = 'a then b' WHERE id = 32")
+    src.close()
+    result = ok(migrated_db, pg_url, "--sync", "--report", str(report))
+    assert ONLY_CHANGED_PARTS in result.stdout, explain(result)
+    line = next(ln for ln in result.stdout.splitlines() if "tasks: " + ONLY_CHANGED_PARTS in ln)
+    assert int(line.split(ONLY_CHANGED_PARTS)[1].split()[0]) <= 5, line  # of 51 parts
+    delta = json.loads(report.read_text())["delta"]["tasks"]
+    assert (delta["inserted"], delta["updated"], delta["deleted"]) == (1, 3, 1), delta
+    assert sorted(delta["first_ids"]["updated"]) == [31, 32, top], delta
+    assert delta["first_ids"]["deleted"] == [200], delta
+    assert 1 <= delta["parts_compared"] <= 5, delta
+    compare(migrated_db, pg_url)
+    assert fingerprinted(pg_url) == ["recurring_patterns", "tasks", "users"]
+
+
+def test_a_real_changed_in_its_sixteenth_digit_is_a_change(tmp_path: Path, pg_url: str) -> None:
+    """json_array prints a REAL to 15 digits; an epoch with microseconds has 16. The fingerprint
+    prints such a row exactly, so the one-microsecond move is found and converted."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=60, users=3, patterns=3)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET due_date = 1700000000.123456 WHERE id = 7")
+    src.close()
+    ok(db, pg_url, "--epoch-unit", "seconds")
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'seen' WHERE id = 8")
+    src.close()
+    ok(db, pg_url, "--sync", "--epoch-unit", "seconds")
+    assert "tasks" in fingerprinted(pg_url)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET due_date = 1700000000.123457 WHERE id = 7")
+    assert (
+        src.execute("SELECT json_array(due_date) FROM tasks WHERE id = 7").fetchone()[0]
+        == "[1700000000.12346]"
+    )
+    src.close()
+    report = report_of(tmp_path)
+    result = ok(db, pg_url, "--sync", "--epoch-unit", "seconds", "--report", str(report))
+    assert ONLY_CHANGED_PARTS in result.stdout, explain(result)
+    assert json.loads(report.read_text())["delta"]["tasks"]["first_ids"]["updated"] == [7]
+    assert pg_query(pg_url, "SELECT due_date FROM tasks WHERE id = 7")[0][0] == datetime(
+        2023, 11, 14, 22, 13, 20, 123457
+    )
+    # Read with another unit the unchanged row converts otherwise (here: to a value with more than
+    # microseconds, refused): the fingerprints, taken for seconds, do not hide it.
+    dry = cli(db, pg_url, "--sync", "--epoch-unit", "milliseconds", "--dry-run")
+    assert_failure(dry, None)
+    assert ONLY_CHANGED_PARTS not in dry.stdout and "(ids 7)" in dry.stdout, explain(dry)
+
+
+def test_a_blob_which_fingerprints_cannot_print_is_still_found(migrated_db: Path, pg_url: str) -> None:
+    """json_array refuses a BLOB: that table is compared whole instead, and the value is refused
+    (or rejected) as a migration would."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = x'414243' WHERE id = 12")
+    src.close()
+    result = cli(migrated_db, pg_url, "--sync")
+    assert_failure(result, None)
+    assert "binary_in_text_column" in result.stdout and "ids 12" in result.stdout, explain(result)
+    rejects = migrated_db.parent / "rejects.jsonl"
+    ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    rejected = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(r["table"], r["id"]) for r in rejected if r["kind"] == "binary_in_text_column"] == [
+        ("tasks", 12)
+    ]
+    compare(migrated_db, pg_url, rejects=rejects)  # with the rows that needed task 12
+
+
+def test_a_migration_leaves_no_fingerprints_to_trust(migrated_db: Path, pg_url: str) -> None:
+    ok(migrated_db, pg_url, "--force-recreate", "--yes")
+    assert fingerprinted(pg_url) == []
+    result = ok(migrated_db, pg_url, "--sync")
+    assert NOTHING in result.stdout and ONLY_CHANGED_PARTS not in result.stdout, explain(result)
 
 
 def test_a_deleted_id_used_again_is_an_update(migrated_db: Path, pg_url: str, tmp_path: Path) -> None:
@@ -463,6 +589,22 @@ def test_reverse_sync_refuses_a_file_written_since(exported_db: Path, pg_url: st
     assert file_digest(exported_db) == before
     back_ok(pg_url, exported_db, "--sync", "--overwrite-changes")
     assert_file_equals_postgres(exported_db, pg_url)
+
+
+def test_overwrite_changes_on_a_file_that_already_agrees_records_the_ledger(
+    exported_db: Path, pg_url: str
+) -> None:
+    """Values equal, ledger gone: --overwrite-changes has nothing to apply but must still leave a
+    ledger, or every later --reverse --sync would say "no record" again."""
+    src = sqlite3.connect(exported_db, isolation_level=None)
+    src.execute("DROP TABLE todo_migration_ledger")
+    src.close()
+    assert_failure(back(pg_url, exported_db, "--sync"), 1, "no record")
+    back_ok(pg_url, exported_db, "--sync", "--overwrite-changes")
+    before = file_digest(exported_db)
+    again = back_ok(pg_url, exported_db, "--sync")
+    assert "todo.db already equals PostgreSQL" in again.stdout, explain(again)
+    assert file_digest(exported_db) == before
 
 
 def test_reverse_sync_needs_an_exported_file_that_no_app_has_open(

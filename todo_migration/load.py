@@ -105,7 +105,8 @@ def copy_sql(tp: TablePlan) -> sql.Composed:
 def readback_sql(tp: TablePlan, *, ordered: bool, parts: list[int] | None = None) -> sql.Composed:
     """The stored rows as the same CSV the copy sent. A table this run loaded with one COPY is read
     in physical order, which is the order sent; an existing table is read in id order. `parts`:
-    only the rows whose id is in one of these parts of 2**PART_BITS ids, in id order."""
+    only the rows whose id is in one of these parts of 2**PART_BITS ids, in id order: one index
+    range scan per part (OFFSET 0 keeps the planner from joining them into a scan per part)."""
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     rows = sql.SQL("{} ({})").format(sql.SQL(qualified(tp)), cols)
     if parts is not None:

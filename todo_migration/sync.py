@@ -8,10 +8,12 @@ only the rows that differ, in one transaction, verified. The cutover's freeze is
             wrote to PostgreSQL since the last migrate/sync (the ledger), unless --overwrite-changes
     STEP 5  compare both sides in id order (find_changes), each row as the very line the
             verification reads, so a change of one microsecond is a change and a deleted id used
-            again is an update; the rows to send are checked (the exact pre-flight if one is not
-            canonical, then compared again without the rejected rows)
+            again is an update; after a sync, only the parts whose fingerprints changed since (the
+            ledger's against todo.db's); the rows to send are checked (the exact pre-flight if one
+            is not canonical, then compared again without the rejected rows)
     STEP 6  apply (apply_changes): deletes children first, then inserts and updates parents first;
-            sequences; verify as a migration does; record the ledger; COMMIT
+            sequences; verify as a migration does; record the ledger with todo.db's fingerprints;
+            COMMIT
     STEP 7  report the delta
 
 Nothing is trusted but the two databases themselves: no timestamps, no triggers in todo.db.

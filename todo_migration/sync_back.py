@@ -101,10 +101,10 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
         db.execute("BEGIN IMMEDIATE")  # STEP 4: writers wait until we are done, readers go on
         validation = assume_canonical(plan)
         deltas = _compare(run, conn, writer, plan, validation)
-        refuse_file_changed(run, db, deltas)  # STEP 5
+        overwriting = refuse_file_changed(run, db, deltas)  # STEP 5
         run.report.delta = {name: d.recordable() for name, d in deltas.items()}
         print_delta(run, plan, deltas)
-        if o.dry_run or not any(d.changes for d in deltas.values()):
+        if o.dry_run or not (any(d.changes for d in deltas.values()) or overwriting):
             db.execute("ROLLBACK")  # nothing to do: nothing written
             return deltas
         apply_to_file(run, db, plan, deltas)  # STEP 6
@@ -143,19 +143,20 @@ def _compare(run: Run, conn, writer: Source, plan: Plan, validation) -> dict[str
     return deltas
 
 
-def refuse_file_changed(run: Run, db: sqlite3.Connection, deltas: dict[str, TableDelta]) -> None:
+def refuse_file_changed(run: Run, db: sqlite3.Connection, deltas: dict[str, TableDelta]) -> bool:
     """todo.db must hold what the last export/sync left: otherwise someone wrote to it (the app,
-    run on SQLite again?) and catching up would overwrite those rows."""
+    run on SQLite again?) and catching up would overwrite those rows. True where the ledger is to
+    be rewritten anyway (--overwrite-changes), even if the values already agree."""
     now = {n: ledger.FileEntry(n, d.sqlite_rows, d.sqlite_digest.hexdigest()) for n, d in deltas.items()}
     changed = ledger.file_changed(ledger.read_file_entries(db), now)
     if not changed:
-        return
+        return False
     if run.options.overwrite_changes:
         run.console.step(
             "⚠️", f"--overwrite-changes: todo.db changed since the last export/sync ({'; '.join(changed)})"
         )
         run.report.warnings.append(f"overwrote changes made in todo.db: {'; '.join(changed)}")
-        return
+        return True
     raise MigrationError(
         f"todo.db changed since the last export/sync ({'; '.join(changed)}); catching up would overwrite that; "
         "todo.db was not changed",
