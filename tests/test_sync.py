@@ -208,6 +208,43 @@ def test_after_a_sync_only_changed_parts_are_compared_and_every_change_is_found(
     assert fingerprinted(pg_url) == ["recurring_patterns", "tasks", "users"]
 
 
+def test_unchanged_ranges_are_skipped_and_an_emptied_range_is_found(tmp_path: Path, pg_url: str) -> None:
+    """Five ranges of 4,096 ids: one edited, one emptied (every row deleted), the rest unchanged
+    (known from each range's own fingerprint): exactly the edited and emptied parts are compared."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=20_000, users=20, patterns=40)
+    ok(db, pg_url)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'seen' WHERE id = 1")
+    src.close()
+    ok(db, pg_url, "--sync")
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("PRAGMA foreign_keys = ON")
+    src.execute("UPDATE tasks SET completed = 1 - completed WHERE id IN (5000, 5001, 7000)")
+    emptied = src.execute("SELECT count(*) FROM tasks WHERE id >= 16384").fetchone()[0]
+    src.execute("DELETE FROM tasks WHERE id >= 16384")  # patterns cascade, subtasks detached
+    detached = src.total_changes
+    src.close()
+    report = report_of(tmp_path)
+    result = ok(db, pg_url, "--sync", "--report", str(report))
+    assert ONLY_CHANGED_PARTS in result.stdout, explain(result)
+    delta = json.loads(report.read_text())["delta"]["tasks"]
+    assert delta["deleted"] == emptied and delta["inserted"] == 0, delta
+    assert delta["updated"] >= 3 and detached >= emptied + 3, delta
+    assert delta["parts_compared"] <= 2 + (20_000 - 16_384) // 8 + 1 + delta["updated"], delta
+    compare(db, pg_url)
+    again = ok(db, pg_url, "--sync")
+    assert NOTHING in again.stdout, explain(again)
+    # The parts of the ranges found unchanged were carried over into the ledger as they were: one
+    # row edited there now is one part to compare.
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'edited' WHERE id = 9000")
+    src.close()
+    ok(db, pg_url, "--sync", "--report", str(report))
+    delta = json.loads(report.read_text())["delta"]["tasks"]
+    assert (delta["updated"], delta["parts_compared"]) == (1, 1), delta
+    compare(db, pg_url)
+
+
 def test_a_real_changed_in_its_sixteenth_digit_is_a_change(tmp_path: Path, pg_url: str) -> None:
     """json_array prints a REAL to 15 digits; an epoch with microseconds has 16. The fingerprint
     prints such a row exactly, so the one-microsecond move is found and converted."""

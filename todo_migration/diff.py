@@ -50,12 +50,17 @@ T = TypeVar("T")
 class Fingerprints:
     """Per part of 8 ids (in part order), an 8-byte digest of todo.db's rows there as SQLite
     stores them; the parts as runs of consecutive numbers (ids are mostly dense), so that 1M rows
-    take about 1 MB. `recipe` names how the rows were printed: fingerprints taken another way
-    (another tool version, columns, declared types) are not compared, only taken afresh."""
+    take about 1 MB. And per range of ids (2**range_bits), the digest of all its rows, so that an
+    unchanged range is known from one cheap query. `recipe` names how the rows were printed:
+    fingerprints taken another way (another tool version, columns, declared types, conversions)
+    are not compared, only taken afresh."""
 
     recipe: str
     runs: array = field(default_factory=lambda: array("q"))  # first part, parts: pairs, flat
     digests: bytearray = field(default_factory=bytearray)
+    range_bits: int = 0
+    ranges: array = field(default_factory=lambda: array("q"))
+    range_digests: bytearray = field(default_factory=bytearray)
 
     def add(self, part: int, digest: bytes) -> None:
         if self.runs and self.runs[-2] + self.runs[-1] == part:
@@ -63,6 +68,17 @@ class Fingerprints:
         else:
             self.runs.extend((part, 1))
         self.digests += digest[:DIGEST_BYTES]
+
+    def add_range(self, number: int, digest: bytes) -> None:
+        self.ranges.append(number)
+        self.range_digests += digest[:DIGEST_BYTES]
+
+    def range_map(self, bits: int) -> dict[int, bytes]:
+        """{range number: digest}, if taken with ranges of this size."""
+        if bits != self.range_bits:
+            return {}
+        d = DIGEST_BYTES
+        return {n: bytes(self.range_digests[d * i : d * (i + 1)]) for i, n in enumerate(self.ranges)}
 
     def __len__(self) -> int:
         return len(self.digests) // DIGEST_BYTES
@@ -76,22 +92,51 @@ class Fingerprints:
                 at += DIGEST_BYTES
 
     def to_bytes(self) -> bytes:
-        runs = array("q", self.runs)
-        if sys.byteorder == "big":
-            runs.byteswap()
-        return len(runs).to_bytes(8, "little") + runs.tobytes() + bytes(self.digests)
+        return b"".join(
+            (
+                _int64s([len(self.runs)]),
+                _int64s(self.runs),
+                bytes(self.digests),
+                _int64s([self.range_bits, len(self.ranges)]),
+                _int64s(self.ranges),
+                bytes(self.range_digests),
+            )
+        )
 
     @classmethod
     def from_bytes(cls, recipe: str, data: bytes) -> Fingerprints:
-        n = int.from_bytes(data[:8], "little")
-        runs = array("q")
-        runs.frombytes(data[8 : 8 + 8 * n])
-        if sys.byteorder == "big":
-            runs.byteswap()
-        digests = bytearray(data[8 + 8 * n :])
-        if n % 2 or len(digests) != DIGEST_BYTES * sum(runs[1::2]):
+        view = memoryview(data)
+        (n,) = _read_int64s(view, 0, 1)
+        runs = _read_int64s(view, 8, n)
+        at = 8 + 8 * n
+        parts = sum(runs[1::2])
+        digests = bytearray(view[at : at + DIGEST_BYTES * parts])
+        at += DIGEST_BYTES * parts
+        bits, m = _read_int64s(view, at, 2)
+        ranges = _read_int64s(view, at + 16, m)
+        at += 16 + 8 * m
+        range_digests = bytearray(view[at:])
+        if n % 2 or len(digests) != DIGEST_BYTES * parts or len(range_digests) != DIGEST_BYTES * m:
             raise ValueError("fingerprints cut short")
-        return cls(recipe, runs, digests)
+        return cls(recipe, runs, digests, bits, ranges, range_digests)
+
+
+def _int64s(values: Sequence[int]) -> bytes:
+    a = array("q", values)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a.tobytes()
+
+
+def _read_int64s(view: memoryview, at: int, count: int) -> array:
+    a = array("q")
+    chunk = view[at : at + 8 * count]
+    if len(chunk) != 8 * count:
+        raise ValueError("fingerprints cut short")
+    a.frombytes(chunk)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
 
 
 @dataclass
@@ -228,9 +273,9 @@ def compare_all(
     PostgreSQL's lines). `readers`: more connections in the same snapshot, to build todo.db's
     lines on both cores (only where no row is rejected: the rejected rows live on `sqlite`'s)."""
     delta = TableDelta(tp.name, to_sqlite=to_sqlite)
-    if fingerprint is not None:
-        delta.fingerprints = Fingerprints(recipe_of(fingerprint, tp))
     bits = range_bits(sqlite, tp)
+    if fingerprint is not None:
+        delta.fingerprints = Fingerprints(recipe_of(fingerprint, tp), range_bits=bits)
     rows = _range_sql(tp, validation, fingerprint)
     if readers and validation.kept(tp) is None and tp.source is not None:
         src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], rows)
@@ -265,9 +310,10 @@ def _next_range(ranges: Iterator[tuple], delta: TableDelta) -> SqliteRange | Non
         return None
     number, data, ids, lengths, *fp = item
     r = _split(number, data, ids, lengths)
-    if delta.fingerprints is not None:
+    if delta.fingerprints is not None and r.ids:
         for part, digest in _part_digests(r.ids, fp[0], fp[1], FINGERPRINT_HASH):
             delta.fingerprints.add(part, digest)
+        delta.fingerprints.add_range(number, FINGERPRINT_HASH(fp[0]).digest()[:DIGEST_BYTES])
     return r
 
 
@@ -287,15 +333,38 @@ def compare_by_fingerprints(
     are compared row by row like any differing part, and only their rows are read from PostgreSQL."""
     delta = TableDelta(tp.name, fingerprints=Fingerprints(stored.recipe), compared_parts=array("q"))
     bits = range_bits(sqlite, tp)
-    src = _sqlite_ranges_shared(
-        sqlite, tp, bits, [sqlite.conn, *readers], _fingerprint_sql(tp, fingerprint), _fingerprints_of
-    )
+    delta.fingerprints.range_bits = bits
+    known = stored.range_map(bits)
+    whole_sql, parts_sql = _fingerprint_sql(tp, fingerprint, parts=False), _fingerprint_sql(tp, fingerprint)
+    seen = {"ranges": 0, "changed": 0}  # counted by both reading threads; a rough count will do
+
+    def build(conn: sqlite3.Connection, n: int, lo: int, hi: int) -> tuple:
+        """Where the range's own fingerprint is known and most ranges so far were unchanged, it is
+        taken first (one cheap query): unchanged, its parts need not be printed one by one."""
+        if n in known and not (seen["ranges"] >= 8 and 2 * seen["changed"] > seen["ranges"]):
+            lines, rows = conn.execute(whole_sql, (lo, hi)).fetchone()
+            whole = FINGERPRINT_HASH(lines or b"").digest()[:DIGEST_BYTES]
+            seen["ranges"] += 1
+            if whole == known[n]:
+                return None, rows, whole
+            seen["changed"] += 1
+        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)))
+
+    src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], build)
     differing, mine = delta.compared_parts, delta.fingerprints
     theirs = iter(stored)
     left = next(theirs, None)  # the ledger's next (part, digest)
     try:
-        for _, digests, rows in src:
-            for part, digest in digests:
+        for n, digests, rows, whole in src:
+            if digests is None:  # the range is unchanged: so are its parts
+                first, end = n << (bits - PART_BITS), (n + 1) << (bits - PART_BITS)
+                while left is not None and left[0] < end:
+                    if left[0] < first:  # before the range: a part whose rows were all deleted
+                        differing.append(left[0])
+                    else:
+                        mine.add(*left)
+                    left = next(theirs, None)
+            for part, digest in digests or ():
                 while left is not None and left[0] < part:  # every row of that part deleted
                     differing.append(left[0])
                     left = next(theirs, None)
@@ -306,6 +375,7 @@ def compare_by_fingerprints(
                 else:
                     differing.append(part)
                 mine.add(part, digest)
+            mine.add_range(n, whole)
             delta.sqlite_rows += rows
             progress(rows)
         while left is not None:
@@ -385,7 +455,7 @@ def recipe_of(fingerprint: str, tp: TablePlan) -> str:
     with the very same conversions (--epoch-unit, --strip-nul and the tool's codecs are in the
     line a migration sends): an unchanged row converted otherwise this time is compared again."""
     both = f"{fingerprint}\n{compared_line(tp)}".encode()
-    return f"json1-sha256/{DIGEST_BYTES}-p{PART_BITS}-" + hashlib.sha256(both).hexdigest()[:16]
+    return f"json1-sha256/{DIGEST_BYTES}-p{PART_BITS}-ranges-" + hashlib.sha256(both).hexdigest()[:16]
 
 
 def _affinity(declared: str) -> str:
@@ -444,19 +514,24 @@ def _sqlite_ranges_shared(
     tp: TablePlan,
     bits: int,
     conns: list[sqlite3.Connection],
-    rows: str,
-    fetch: Callable[[sqlite3.Cursor], tuple] = sqlite3.Cursor.fetchone,
+    build: str | Callable[[sqlite3.Connection, int, int, int], tuple],
 ) -> Generator[tuple, None, None]:
     """The same ranges, built by several connections in turn, each on a thread of its own:
-    (range number, *what `fetch` makes of the cursor of `rows` over the range)."""
+    (range number, *what `build` makes of it) — `build` is a query over the range's bounds whose
+    one row is taken, or a function of (connection, range number, first id, end)."""
     rk = tp.row_key
     numbers = [
         n for (n,) in source.conn.execute(f"SELECT DISTINCT {rk} >> {bits} FROM {tp.sqlite} ORDER BY 1")
     ]
+    if isinstance(build, str):
+        query = build
+
+        def build(conn: sqlite3.Connection, n: int, lo: int, hi: int) -> tuple:
+            return conn.execute(query, (lo, hi)).fetchone()
 
     def built_by(conn: sqlite3.Connection, mine: list[int]) -> Iterator[tuple]:
         for n in mine:
-            yield (n, *fetch(conn.execute(rows, (n << bits, (n + 1) << bits))))
+            yield (n, *build(conn, n, n << bits, (n + 1) << bits))
 
     streams = [_prefetched(built_by(conn, numbers[k :: len(conns)])) for k, conn in enumerate(conns)]
     try:
@@ -467,24 +542,27 @@ def _sqlite_ranges_shared(
             stream.close()
 
 
-def _fingerprint_sql(tp: TablePlan, fingerprint: str) -> str:
+def _fingerprint_sql(tp: TablePlan, fingerprint: str, *, parts: bool = True) -> str:
     """One range of ids: per part, its rows' fingerprint lines back to back in id order, and how
-    many rows it holds."""
+    many rows it holds; without `parts`, the whole range's lines in one (a cheaper query)."""
     rk = tp.row_key
-    return (
-        f"SELECT k >> {PART_BITS}, group_concat(fp, ''), count(*) FROM (SELECT {rk} AS k, {fingerprint} AS fp "
-        f"FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}) GROUP BY 1 ORDER BY 1"
+    rows = (
+        f"SELECT {rk} AS k, {fingerprint} AS fp FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}"
     )
+    if not parts:
+        return f"SELECT group_concat(fp, ''), count(*) FROM ({rows})"
+    return f"SELECT k >> {PART_BITS}, group_concat(fp, ''), count(*) FROM ({rows}) GROUP BY 1 ORDER BY 1"
 
 
-def _fingerprints_of(cur: sqlite3.Cursor) -> tuple[list[tuple[int, bytes]], int]:
-    """(part, fingerprint) for each part of a range, and the range's rows; hashed on the reading
-    thread."""
-    digests, rows = [], 0
+def _fingerprints_of(cur: sqlite3.Cursor) -> tuple[list[tuple[int, bytes]], int, bytes]:
+    """(part, fingerprint) for each part of a range, the range's rows, and the range's own
+    fingerprint (its parts' lines in order are its lines); hashed on the reading thread."""
+    digests, rows, whole = [], 0, FINGERPRINT_HASH()
     for part, lines, count in cur:
         digests.append((part, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]))
+        whole.update(lines)
         rows += count
-    return digests, rows
+    return digests, rows, whole.digest()[:DIGEST_BYTES]
 
 
 def _range_sql(tp: TablePlan, validation: Validation, fingerprint: str | None) -> str:
