@@ -402,6 +402,77 @@ def test_a_new_row_without_its_parent_is_refused_or_rejected(
     assert pg_query(pg_url, "SELECT count(*) FROM tasks WHERE id = 9001") == [(0,)]
 
 
+def test_a_row_left_naming_a_deleted_parent_is_refused_or_rejected(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """SQLite without foreign keys on deletes a task but leaves its subtask and its pattern naming
+    it. PostgreSQL would set the subtask's parent to NULL and delete the pattern, rows todo.db has
+    unchanged, which no compare would look at: they are orphans, refused or rejected as in a
+    migration, never silently changed."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    (parent,) = src.execute("SELECT task_id FROM recurring_patterns ORDER BY id LIMIT 1").fetchone()
+    child = src.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    src.execute("UPDATE tasks SET parent_task_id = ? WHERE id = ?", (parent, child))
+    src.close()
+    ok(migrated_db, pg_url, "--sync")  # the subtask arrives with its parent
+    src = sqlite3.connect(migrated_db, isolation_level=None)  # foreign keys off, as the app has them
+    src.execute("DELETE FROM tasks WHERE id = ?", (parent,))
+    src.close()
+    before = target_state(pg_url)
+    result = cli(migrated_db, pg_url, "--sync")
+    assert_failure(result, 1, "would refuse")
+    assert "still name rows deleted" in result.stdout and "missing_parent" in result.stdout, explain(result)
+    assert f"ids {child}" in result.stdout or f"{child}" in result.stdout, explain(result)
+    assert target_state(pg_url) == before
+    rejects = tmp_path / "rejects.jsonl"
+    ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    compare(migrated_db, pg_url, rejects=rejects)
+    rejected = {(r["table"], r["id"]) for r in map(json.loads, rejects.read_text().splitlines())}
+    assert ("tasks", child) in rejected and any(t == "recurring_patterns" for t, _ in rejected), rejected
+
+
+def test_swapped_unique_values_are_applied(migrated_db: Path, pg_url: str) -> None:
+    """Two users swap emails, three rotate usernames: valid in todo.db at every commit, and a
+    row-by-row upsert would collide with the unique indexes on the way."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    (a, ea), (b, eb) = src.execute("SELECT id, email FROM users ORDER BY id LIMIT 2").fetchall()
+    src.execute("UPDATE users SET email = 'swap@example.com' WHERE id = ?", (a,))
+    src.execute("UPDATE users SET email = ? WHERE id = ?", (ea, b))
+    src.execute("UPDATE users SET email = ? WHERE id = ?", (eb, a))
+    users = src.execute("SELECT id, username FROM users ORDER BY id LIMIT 3 OFFSET 3").fetchall()
+    for (uid, _), (_, name) in zip(users, users[1:] + users[:1], strict=True):
+        src.execute("UPDATE users SET username = ? || '#' WHERE id = ?", (name, uid))
+    for uid, _ in users:
+        src.execute("UPDATE users SET username = rtrim(username, '#') WHERE id = ?", (uid,))
+    src.close()
+    result = ok(migrated_db, pg_url, "--sync")
+    assert SYNCED in result.stdout and "checking every value" not in result.stdout, explain(result)
+    assert pg_query(pg_url, "SELECT email FROM users WHERE id = %s", (a,)) == [(eb,)]
+    compare(migrated_db, pg_url)
+
+
+def test_strip_nul_syncs_as_it_migrates(tmp_path: Path, pg_url: str) -> None:
+    """With --strip-nul, text holding a NUL byte went in stripped; unchanged, it is equal (nothing
+    to do), and changed, it goes in stripped again."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=60, users=3, patterns=3)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'ab' || char(0) || 'cd' WHERE id = 7")
+    src.close()
+    ok(db, pg_url, "--strip-nul")
+    result = ok(db, pg_url, "--sync", "--strip-nul")
+    assert NOTHING in result.stdout, explain(result)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'ef' || char(0) || 'gh', completed = 1 - completed WHERE id = 7")
+    src.close()
+    assert SYNCED in ok(db, pg_url, "--sync", "--strip-nul", "--dry-run").stdout.replace(
+        "Dry run passed", SYNCED
+    )
+    result = ok(db, pg_url, "--sync", "--strip-nul")
+    assert SYNCED in result.stdout, explain(result)
+    assert pg_query(pg_url, "SELECT title FROM tasks WHERE id = 7") == [("efgh",)]
+    assert NOTHING in ok(db, pg_url, "--sync", "--strip-nul").stdout
+
+
 def test_a_row_to_convert_and_a_row_without_its_parent_together(migrated_db: Path, pg_url: str) -> None:
     """The exact pre-flight runs once: it converts the one and names the other."""
     src = sqlite3.connect(migrated_db, isolation_level=None)

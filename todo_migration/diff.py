@@ -590,8 +590,13 @@ def compared_line(tp: TablePlan) -> str:
     """The line a migration sends (sqlite_line), marked where text holds a NUL byte: printf stops
     there, so the line would hide what follows. A marked line matches no line of PostgreSQL's (it
     can hold no NUL): the row is compared and sent, and the check of the rows to send finds it,
-    as a migration's pre-flight would. One test per row, over its text values joined."""
-    texts = [c.sqlite for c in tp.columns if c.codec.kind in ("text", "timestamp")]
+    as a migration's pre-flight would. One test per row, over its text values joined; none for
+    text that --strip-nul strips (the line is then exact)."""
+    texts = [
+        c.sqlite
+        for c in tp.columns
+        if c.codec.kind in ("text", "timestamp") and not getattr(c.codec, "strip_nul", False)
+    ]
     line = sqlite_line(tp)
     if not texts:
         return line

@@ -21,6 +21,7 @@ Nothing is trusted but the two databases themselves: no timestamps, no triggers 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import IO
@@ -29,6 +30,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
+from sqlalchemy import String, UniqueConstraint
 
 from . import ledger, session, steps
 from .convert import register_sqlite_functions
@@ -123,10 +125,9 @@ def catch_up(
             doing = "comparing todo.db with PostgreSQL"
             validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
             deltas = find_changes(run, conn, source, plan, validation, entries)  # STEP 5
-            if not exact and not rows_to_send_are_canonical(source, plan, deltas):
-                run.console.step(
-                    "🔁", "Some rows to send need converting or checking: checking every value ..."
-                )
+            why = None if exact else why_check_every_value(source, plan, deltas)
+            if why is not None:
+                run.console.step("🔁", f"{why}: checking every value ...")
                 exact = True  # the pre-flight has had its say: a refusal now is final
                 validation = steps.exact_preflight(run, source, plan)
                 _close(deltas)
@@ -327,6 +328,16 @@ def _writers(cur: PgCursor, tp: TablePlan) -> list[int]:
     return [x for (x,) in cur.fetchall()]
 
 
+def why_check_every_value(source: Source, plan: Plan, deltas: dict[str, TableDelta]) -> str | None:
+    """Why the changes found cannot go as they are, if they cannot: the exact pre-flight then
+    decides, as in a migration (converts, refuses or rejects)."""
+    if not rows_to_send_are_canonical(source, plan, deltas):
+        return "Some rows to send need converting or checking"
+    if deletes_leave_orphans(source, plan, deltas):
+        return "Rows in todo.db still name rows deleted from it"
+    return None
+
+
 def rows_to_send_are_canonical(source: Source, plan: Plan, deltas: dict[str, TableDelta]) -> bool:
     """Unchanged rows are proved storable: PostgreSQL holds them. The rows to send must be too."""
     return all(
@@ -334,6 +345,29 @@ def rows_to_send_are_canonical(source: Source, plan: Plan, deltas: dict[str, Tab
         for tp in plan.tables
         if tp.source is not None and deltas[tp.name].sent_keys
     )
+
+
+def deletes_leave_orphans(source: Source, plan: Plan, deltas: dict[str, TableDelta]) -> bool:
+    """Whether a row of todo.db still names, by a foreign key, a row deleted from todo.db (SQLite
+    enforces no foreign keys unless told to). PostgreSQL would cascade or set NULL on that row
+    when the parent goes, a row todo.db has unchanged, so the compare never looked at it: such a
+    row is an orphan, for the pre-flight to refuse or reject as a migration does."""
+    for child in plan.tables:
+        if child.source is None:
+            continue
+        for fk in child.table.foreign_keys:
+            gone = deltas[fk.column.table.name].deleted_ids.tolist()
+            column = child.source.column(fk.parent.name)
+            if not gone or column is None:
+                continue
+            query = (
+                f"SELECT EXISTS (SELECT 1 FROM {child.sqlite} WHERE {quote_ident(column)} IN "
+                "(SELECT value FROM json_each(?)))"
+            )
+            for start in range(0, len(gone), 50_000):
+                if source.conn.execute(query, (json.dumps(gone[start : start + 50_000]),)).fetchone()[0]:
+                    return True
+    return False
 
 
 def sequences_behind(cur: PgCursor, plan: Plan, marks: dict[str, int]) -> list[str]:
@@ -362,6 +396,8 @@ def apply_changes(
             cur.execute(f"DROP INDEX {name}")
         for tp in plan.tables:
             delta = deltas[tp.name]
+            if delta.updated:
+                free_unique_values(cur, tp, delta.sent_keys.tolist())
             if delta.inserted or delta.updated:
                 upsert(cur, tp, delta.rows_to_send)
         for tp in plan.tables:
@@ -386,6 +422,30 @@ def index_children_of_deletes(cur: PgCursor, plan: Plan, deltas: dict[str, Table
             made.append(f"{quote_ident(child.table.schema)}.{quote_ident(name)}")
             indexed.add(column)
     return made
+
+
+def free_unique_values(cur: PgCursor, tp: TablePlan, keys: list[int]) -> None:
+    """Two users who swapped emails: PostgreSQL checks a unique index row by row, so the upsert
+    would find the first new email still held by the second row. The rows to update first take a
+    placeholder that no one holds (\\x01 and the id), so that every final value is free when it
+    goes in; the upsert then writes todo.db's values (unique there) over them."""
+    unique = [ix.columns for ix in tp.table.indexes if ix.unique] + [
+        c.columns for c in tp.table.constraints if isinstance(c, UniqueConstraint)
+    ]
+    names = sorted(
+        {c.name for cols in unique for c in cols if isinstance(c.type, String) and c.name != tp.pk}
+    )
+    if not names:
+        return
+    sets = sql.SQL(", ").join(
+        sql.SQL("{} = chr(1) || {}::text").format(sql.Identifier(n), sql.Identifier(tp.pk)) for n in names
+    )
+    cur.execute(
+        sql.SQL("UPDATE {} SET {} WHERE {} = ANY(%s)").format(
+            sql.SQL(qualified(tp)), sets, sql.Identifier(tp.pk)
+        ),
+        (keys,),
+    )
 
 
 def upsert(cur: PgCursor, tp: TablePlan, rows: IO[bytes]) -> None:
