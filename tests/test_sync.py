@@ -685,6 +685,23 @@ def test_reverse_sync_brings_todo_db_up_to_date(exported_db: Path, pg_url: str, 
     back_ok(pg_url, dest, "--verify-only")
 
 
+def test_reverse_sync_applies_swapped_unique_values(exported_db: Path, pg_url: str) -> None:
+    (e1,), (e2,) = pg_query(pg_url, "SELECT email FROM users WHERE id IN (1, 2) ORDER BY id")
+    pg_query(
+        pg_url,
+        "BEGIN; UPDATE users SET email = 'swap' WHERE id = 1; UPDATE users SET email = %s WHERE id = 2; "
+        "UPDATE users SET email = %s WHERE id = 1; COMMIT",
+        (e1, e2),
+        autocommit=True,
+    )
+    before = pg_query(pg_url, "SELECT email FROM users WHERE id = 2")
+    back_ok(pg_url, exported_db, "--sync")
+    src = sqlite3.connect(exported_db)
+    assert src.execute("SELECT email FROM users WHERE id = 2").fetchall() == before
+    src.close()
+    assert_file_equals_postgres(exported_db, pg_url)
+
+
 def test_reverse_sync_refuses_a_file_written_since(exported_db: Path, pg_url: str) -> None:
     src = sqlite3.connect(exported_db, isolation_level=None)
     src.execute("UPDATE tasks SET title = 'written by the app on SQLite' WHERE id = 4")

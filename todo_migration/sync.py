@@ -424,17 +424,20 @@ def index_children_of_deletes(cur: PgCursor, plan: Plan, deltas: dict[str, Table
     return made
 
 
-def free_unique_values(cur: PgCursor, tp: TablePlan, keys: list[int]) -> None:
-    """Two users who swapped emails: PostgreSQL checks a unique index row by row, so the upsert
-    would find the first new email still held by the second row. The rows to update first take a
-    placeholder that no one holds (\\x01 and the id), so that every final value is free when it
-    goes in; the upsert then writes todo.db's values (unique there) over them."""
+def unique_text_columns(tp: TablePlan) -> list[str]:
+    """The model's text columns under a unique index or constraint (users.email, users.username)."""
     unique = [ix.columns for ix in tp.table.indexes if ix.unique] + [
         c.columns for c in tp.table.constraints if isinstance(c, UniqueConstraint)
     ]
-    names = sorted(
-        {c.name for cols in unique for c in cols if isinstance(c.type, String) and c.name != tp.pk}
-    )
+    return sorted({c.name for cols in unique for c in cols if isinstance(c.type, String) and c.name != tp.pk})
+
+
+def free_unique_values(cur: PgCursor, tp: TablePlan, keys: list[int]) -> None:
+    """Two users who swapped emails: PostgreSQL checks a unique index row by row, so the upsert
+    would find the first new email still held by the second row. The rows to update first take a
+    placeholder that no one holds (a \\x01 byte and the id), so that every final value is free when
+    it goes in; the upsert then writes todo.db's values (unique there) over them."""
+    names = unique_text_columns(tp)
     if not names:
         return
     sets = sql.SQL(", ").join(

@@ -38,7 +38,7 @@ from .plan import Plan, TablePlan
 from .report import RunReport
 from .source import Source, explain_sqlite_error
 from .steps import Run, VerificationFailed
-from .sync import DELETE_BATCH, print_delta, print_sync_summary, require_row_ids
+from .sync import DELETE_BATCH, print_delta, print_sync_summary, require_row_ids, unique_text_columns
 from .validate import all_canonical, assume_canonical
 
 BATCH_BYTES = 256 * 1024  # rows handed to SQLite in one INSERT
@@ -179,8 +179,22 @@ def apply_to_file(run: Run, db: sqlite3.Connection, plan: Plan, deltas: dict[str
                 )
         for tp in plan.tables:
             d = deltas[tp.name]
+            if d.updated:
+                _free_unique_values(db, tp, d.sent_keys.tolist())
             if d.inserted or d.updated:
                 _upsert(db, tp, d.rows_to_send, d.sent_lengths.tolist())
+
+
+def _free_unique_values(db: sqlite3.Connection, tp: TablePlan, keys: list[int]) -> None:
+    """As forward (sync.free_unique_values): SQLite too checks a unique index row by row."""
+    unique = unique_text_columns(tp)
+    names = [c.sqlite for c in tp.columns if c.name in unique]
+    if names:
+        sets = ", ".join(f"{n} = char(1) || {tp.row_key}" for n in names)
+        db.execute(
+            f"UPDATE {tp.sqlite} SET {sets} WHERE {tp.row_key} IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
 
 
 def _upsert(db: sqlite3.Connection, tp: TablePlan, rows: IO[bytes], lengths: list[int]) -> None:
