@@ -31,7 +31,7 @@ from typing import IO, Any, TypeVar
 
 from psycopg2.extensions import connection as PgConnection
 
-from .load import PART_BITS, qualified, sqlite_line, target_line_sql
+from .load import PART_BITS, qualified, rows_of_parts_sql, sqlite_line, target_line_sql
 from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
@@ -421,19 +421,14 @@ class SqliteRange:
     parts: dict[int, str] = field(default_factory=dict)
 
 
-def fingerprint_line(source: Source, tp: TablePlan) -> str:
+def fingerprint_line(tp: TablePlan) -> str:
     """todo.db's row as SQLite stores it, in one cheap call: json_array keeps each value's type
     and every byte of its text (a NUL byte too), and prints different rows differently, except
     REALs, printed to 15 digits. A row holding a REAL (in a column that can hold one: not of TEXT
     affinity, which SQLite stores as text, nor the rowid) is printed with each value's type and
     the REAL exactly, as quote() does; twice as many elements, so never the same text as the other form."""
     assert tp.source is not None
-    declared = {
-        _text(name).lower(): _text(decl or "").upper()
-        for _, name, decl, *_ in source.conn.execute(
-            f"PRAGMA main.table_xinfo({quote_ident(tp.source.name)})"
-        )
-    }
+    declared = tp.source.declared  # as the inspection read them (PRAGMA table_info)
     row_id = (tp.source.rowid_pk or "").lower()
     cols = [c.sqlite for c in tp.columns]
     plain = f"json_array({', '.join(cols)})"
@@ -469,10 +464,6 @@ def _affinity(declared: str) -> str:
     if any(t in declared for t in ("REAL", "FLOA", "DOUB")):
         return "REAL"
     return "NUMERIC"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def range_bits(source: Source, tp: TablePlan) -> int:
@@ -687,14 +678,8 @@ def _compare_rows(
 def _postgres_lines(conn: PgConnection, tp: TablePlan, parts: list[int]) -> dict[int, bytes]:
     """PostgreSQL's rows of the given parts, by id, as its read-back prints them (one index range
     scan per part)."""
-    pk = quote_ident(tp.pk)
     with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {pk}, line FROM unnest(%s::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {pk}, "
-            f"{target_line_sql(tp)} AS line FROM {qualified(tp)} WHERE {pk} >= todo_part << {PART_BITS} "
-            f"AND {pk} < (todo_part + 1) << {PART_BITS} OFFSET 0) AS todo_r",
-            (parts,),
-        )
+        cur.execute(rows_of_parts_sql(tp, f"{quote_ident(tp.pk)}, {target_line_sql(tp)}", "%s"), (parts,))
         return {row_id: line.encode() for row_id, line in cur}
 
 

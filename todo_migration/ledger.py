@@ -50,9 +50,7 @@ def read(cur: PgCursor, schema: str) -> dict[str, Entry]:
     """The ledger's entries by table; empty when there is no ledger (an older tool, or by hand)."""
     if not exists(cur, schema):
         return {}
-    cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(_ledger(schema)))
-    has_fingerprints = "recipe" in [d.name for d in cur.description]  # not in an older tool's ledger
-    extra = ", recipe, length(fingerprints)" if has_fingerprints else ", NULL, NULL"
+    extra = ", recipe, length(fingerprints)" if _has_fingerprints(cur, schema) else ", NULL, NULL"
     cur.execute(sql.SQL("SELECT table_name, rows, xids" + extra + " FROM {}").format(_ledger(schema)))
     entries = {}
     for name, rows, xids, recipe, size in cur.fetchall():
@@ -73,6 +71,15 @@ def _read_fingerprints(cur: PgCursor, schema: str, table: str, size: int) -> byt
     return bytes(data)
 
 
+def _has_fingerprints(cur: PgCursor, schema: str) -> bool:
+    """Whether the ledger has the fingerprint columns (one an older version of the tool made has not)."""
+    cur.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'recipe'",
+        (_ledger(schema).as_string(cur),),
+    )
+    return bool(cur.fetchone()[0])
+
+
 def this_transaction(cur: PgCursor) -> int:
     """Our transaction's id as the rows we write will carry it (xmin is the low 32 bits)."""
     cur.execute("SELECT txid_current() % 4294967296")
@@ -88,11 +95,7 @@ def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source
             "written_at timestamptz NOT NULL DEFAULT now(), fingerprints bytea, recipe text)"
         ).format(_ledger(schema))
     )
-    cur.execute(
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'recipe'",
-        (_ledger(schema).as_string(cur),),
-    )
-    if not cur.fetchone()[0]:  # a ledger an older version of the tool made
+    if not _has_fingerprints(cur, schema):
         cur.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN fingerprints bytea, ADD COLUMN recipe text").format(
                 _ledger(schema)

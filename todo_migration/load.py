@@ -105,23 +105,33 @@ def copy_sql(tp: TablePlan) -> sql.Composed:
 def readback_sql(tp: TablePlan, *, ordered: bool, parts: list[int] | None = None) -> sql.Composed:
     """The stored rows as the same CSV the copy sent. A table this run loaded with one COPY is read
     in physical order, which is the order sent; an existing table is read in id order. `parts`:
-    only the rows whose id is in one of these parts of 2**PART_BITS ids, in id order: one index
-    range scan per part (OFFSET 0 keeps the planner from joining them into a scan per part)."""
+    only the rows whose id is in one of these parts of 2**PART_BITS ids, in id order."""
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     rows = sql.SQL("{} ({})").format(sql.SQL(qualified(tp)), cols)
     if parts is not None:
-        pk = sql.Identifier(tp.pk)
-        rows = sql.SQL(
-            "(SELECT {cols} FROM unnest({parts}::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {cols} FROM {t} "
-            "WHERE {pk} >= todo_part << {bits} AND {pk} < (todo_part + 1) << {bits} OFFSET 0) AS todo_r ORDER BY {pk})"
-        ).format(
-            cols=cols, parts=sql.Literal(parts), t=sql.SQL(qualified(tp)), pk=pk, bits=sql.Literal(PART_BITS)
+        names = ", ".join(quote_ident(c.name) for c in tp.columns)
+        # sql.SQL.format would read braces in a schema's name as placeholders: doubled, they stay text
+        text = rows_of_parts_sql(tp, names, "\0").replace("{", "{{").replace("}", "}}")
+        rows = sql.SQL("(" + text.replace("\0", "{}") + " ORDER BY {})").format(
+            sql.Literal(parts), sql.Identifier(tp.pk)
         )
     elif ordered:
         rows = sql.SQL("(SELECT {} FROM {} ORDER BY {})").format(
             cols, sql.SQL(qualified(tp)), sql.Identifier(tp.pk)
         )
     return sql.SQL("COPY {} TO STDOUT WITH ({}, FORCE_QUOTE *)").format(rows, CSV_OPTIONS)
+
+
+def rows_of_parts_sql(tp: TablePlan, select: str, parts: str) -> str:
+    """(PostgreSQL) `select` over the rows whose id lies in one of the parts of 2**PART_BITS ids
+    that the array `parts` (SQL) names: one index range scan per part (OFFSET 0 keeps the planner
+    from joining the two into a scan of the table per part)."""
+    pk = quote_ident(tp.pk)
+    return (
+        f"SELECT todo_r.* FROM unnest({parts}::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {select} "
+        f"FROM {qualified(tp)} WHERE {pk} >= todo_part << {PART_BITS} AND {pk} < (todo_part + 1) << {PART_BITS} "
+        f"OFFSET 0) AS todo_r"
+    )
 
 
 def target_line_sql(tp: TablePlan) -> str:

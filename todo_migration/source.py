@@ -40,6 +40,7 @@ class SourceTable:
     row_key: str = "rowid"  # SQL: a rowid name no column shadows, or the WITHOUT ROWID key column
     without_rowid: bool = False
     sequence: int | None = None  # AUTOINCREMENT's high-water mark (sqlite_sequence)
+    declared: dict[str, str] = field(default_factory=dict)  # column (lower case): declared type, upper case
 
     @property
     def sqlite(self) -> str:
@@ -322,7 +323,14 @@ def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:
                 )
         count = conn.execute(f"SELECT count(*) FROM main.{quoted}").fetchone()[0]
         tables[name.lower()] = SourceTable(
-            name, columns, count, rowid_pk, row_key, without_rowid, sequences.get(name.lower())
+            name,
+            columns,
+            count,
+            rowid_pk,
+            row_key,
+            without_rowid,
+            sequences.get(name.lower()),
+            {r[1].lower(): (r[2] or "").upper() for r in info},
         )
     return tables
 

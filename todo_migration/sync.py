@@ -217,7 +217,7 @@ def find_changes(
         with run.phase("compare"):
             for tp in plan.tables:
                 expected = tp.source_rows - validation.rejected[tp.name]
-                fingerprint = fingerprint_line(source, tp) if tp.source is not None else None
+                fingerprint = fingerprint_line(tp) if tp.source is not None else None
                 stored = stored_fingerprints(entries.get(tp.name))
                 with run.console.progress(tp.name, expected) as bar:
                     deltas[tp.name] = compare_table(

@@ -107,20 +107,14 @@ def verify_table(
     `parts`: read back only the rows of these parts of 8 ids (a sync's changed parts; `log`'s
     digest covers those rows), and count the table's rows."""
     check = TableCheck(tp.name, tp.source_rows, 0, log.total_rows, validation.rejected[tp.name])
-    if values and tp.columns and parts is not None:
+    if values and tp.columns:
         sink = _Digest()
-        cur.copy_expert(readback_sql(tp, ordered=True, parts=list(parts)).as_string(cur), sink, size=1 << 20)
-        check.checksum = sink.hash.hexdigest()
-        check.checksum_ok = check.checksum == log.checksum
-        cur.execute(f"SELECT count(*) FROM {qualified(tp)}")
-        check.target_rows = cur.fetchone()[0]
-    elif values and tp.columns:
-        sink = _Digest()
-        cur.copy_expert(readback_sql(tp, ordered=not fresh), sink, size=1 << 20)
+        parts = list(parts) if parts is not None else None
+        cur.copy_expert(readback_sql(tp, ordered=not fresh, parts=parts), sink, size=1 << 20)
         check.target_rows = cur.rowcount
         check.checksum = sink.hash.hexdigest()
         check.checksum_ok = check.checksum == log.checksum
-    else:
+    if parts is not None or not (values and tp.columns):  # read back in part, or not: count them
         cur.execute(f"SELECT count(*) FROM {qualified(tp)}")
         check.target_rows = cur.fetchone()[0]
     if diff and not (check.checksum_ok and check.rows_add_up) and tp.source is not None:
