@@ -69,6 +69,22 @@ class Fingerprints:
             self.runs.extend((part, 1))
         self.digests += digest[:DIGEST_BYTES]
 
+    def add_parts(self, parts: Sequence[int], digests: bytes) -> None:
+        """Many parts at once, in order, after those already added: `digests` back to back."""
+        for part in parts:
+            if self.runs and self.runs[-2] + self.runs[-1] == part:
+                self.runs[-1] += 1
+            else:
+                self.runs.extend((part, 1))
+        self.digests += digests
+
+    def parts(self) -> array:
+        """Every part's number, in order (8 bytes a part: the digests' size)."""
+        out = array("q")
+        for k in range(0, len(self.runs), 2):
+            out.extend(range(self.runs[k], self.runs[k] + self.runs[k + 1]))
+        return out
+
     def add_range(self, number: int, digest: bytes) -> None:
         self.ranges.append(number)
         self.range_digests += digest[:DIGEST_BYTES]
@@ -348,41 +364,30 @@ def compare_by_fingerprints(
             if whole == known[n]:
                 return None, rows, whole
             seen["changed"] += 1
-        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)))
+        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)).fetchone())
 
     src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], build)
     differing, mine = delta.compared_parts, delta.fingerprints
-    theirs = iter(stored)
-    left = next(theirs, None)  # the ledger's next (part, digest)
+    theirs, their_digests, at = stored.parts(), stored.digests, 0  # the ledger's parts not yet passed
     try:
         for n, digests, rows, whole in src:
+            first, end = n << (bits - PART_BITS), (n + 1) << (bits - PART_BITS)
+            i, j = bisect_left(theirs, first, at), bisect_left(theirs, end, at)
+            differing.extend(theirs[at:i])  # parts before the range: every row of them deleted
+            was = their_digests[DIGEST_BYTES * i : DIGEST_BYTES * j]
             if digests is None:  # the range is unchanged: so are its parts
-                first, end = n << (bits - PART_BITS), (n + 1) << (bits - PART_BITS)
-                while left is not None and left[0] < end:
-                    if left[0] < first:  # before the range: a part whose rows were all deleted
-                        differing.append(left[0])
-                    else:
-                        mine.add(*left)
-                    left = next(theirs, None)
-            for part, digest in digests or ():
-                while left is not None and left[0] < part:  # every row of that part deleted
-                    differing.append(left[0])
-                    left = next(theirs, None)
-                if left is not None and left[0] == part:
-                    if left[1] != digest:
-                        differing.append(part)
-                    left = next(theirs, None)
-                else:
-                    differing.append(part)
-                mine.add(part, digest)
+                mine.add_parts(theirs[i:j], was)
+            else:
+                differing.extend(_changed_parts(theirs[i:j], was, digests))
+                mine.add_parts([part for part, _ in digests], b"".join(d for _, d in digests))
+            at = j
             mine.add_range(n, whole)
             delta.sqlite_rows += rows
             progress(rows)
-        while left is not None:
-            differing.append(left[0])
-            left = next(theirs, None)
+        differing.extend(theirs[at:])
     finally:
         src.close()
+    differing = delta.compared_parts = array("q", sorted(differing))
     batches = [differing[i : i + PARTS_AT_ONCE].tolist() for i in range(0, len(differing), PARTS_AT_ONCE)]
     pg_lines = _prefetched(_postgres_lines(conn, tp, batch) for batch in batches)
     try:
@@ -393,6 +398,16 @@ def compare_by_fingerprints(
     finally:
         pg_lines.close()
     return delta
+
+
+def _changed_parts(
+    their_parts: Sequence[int], their_digests: bytes, mine: list[tuple[int, bytes]]
+) -> list[int]:
+    """The parts of one range whose fingerprints differ, or that only one side has."""
+    d = DIGEST_BYTES
+    theirs = {part: their_digests[d * k : d * (k + 1)] for k, part in enumerate(their_parts)}
+    changed = [part for part, digest in mine if theirs.pop(part, None) != digest]
+    return changed + list(theirs)
 
 
 def _sqlite_parts(source: Source, tp: TablePlan, parts: list[int]) -> SqliteRange:
@@ -426,7 +441,12 @@ def fingerprint_line(tp: TablePlan) -> str:
     and every byte of its text (a NUL byte too), and prints different rows differently, except
     REALs, printed to 15 digits. A row holding a REAL (in a column that can hold one: not of TEXT
     affinity, which SQLite stores as text, nor the rowid) is printed with each value's type and
-    the REAL exactly, as quote() does; twice as many elements, so never the same text as the other form."""
+    the REAL exactly, as quote() does; twice as many elements, so never the same text as the other form.
+
+    The test for a REAL is one sum, not a typeof() per column (half the cost): SQLite adds in
+    integers only when every term is one, so any REAL makes the sum REAL (an infinity minus an
+    infinity, NULL). Text that reads as a real, or a sum that overflows, takes the typed form too:
+    the choice only has to depend on the row alone."""
     assert tp.source is not None
     declared = tp.source.declared  # as the inspection read them (PRAGMA table_info)
     row_id = (tp.source.rowid_pk or "").lower()
@@ -441,8 +461,8 @@ def fingerprint_line(tp: TablePlan) -> str:
     if not guarded:
         return plain
     typed = ", ".join(f"typeof({c}), iif(typeof({c}) = 'real', quote({c}), {c})" for c in cols)
-    reals = " OR ".join(f"typeof({c}) = 'real'" for c in guarded)
-    return f"iif({reals}, json_array({typed}), {plain})"
+    total = " + ".join(f"coalesce({c}, 0)" for c in guarded)
+    return f"iif(typeof({total}) <> 'integer', json_array({typed}), {plain})"
 
 
 def recipe_of(fingerprint: str, tp: TablePlan) -> str:
@@ -534,26 +554,32 @@ def _sqlite_ranges_shared(
 
 
 def _fingerprint_sql(tp: TablePlan, fingerprint: str, *, parts: bool = True) -> str:
-    """One range of ids: per part, its rows' fingerprint lines back to back in id order, and how
-    many rows it holds; without `parts`, the whole range's lines in one (a cheaper query)."""
+    """One range of ids: its rows' fingerprint lines back to back in id order, and how many rows
+    it holds; with `parts`, also the rows' ids and the length of each line (split into parts
+    here: one row per range is far cheaper for SQLite than a GROUP BY per part)."""
     rk = tp.row_key
     rows = (
         f"SELECT {rk} AS k, {fingerprint} AS fp FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}"
     )
     if not parts:
         return f"SELECT group_concat(fp, ''), count(*) FROM ({rows})"
-    return f"SELECT k >> {PART_BITS}, group_concat(fp, ''), count(*) FROM ({rows}) GROUP BY 1 ORDER BY 1"
+    return (
+        f"SELECT group_concat(fp, ''), count(*), group_concat(k, ','), "
+        f"group_concat(length(CAST(fp AS BLOB)), ',') FROM ({rows})"
+    )
 
 
-def _fingerprints_of(cur: sqlite3.Cursor) -> tuple[list[tuple[int, bytes]], int, bytes]:
+def _fingerprints_of(row: tuple) -> tuple[list[tuple[int, bytes]], int, bytes]:
     """(part, fingerprint) for each part of a range, the range's rows, and the range's own
     fingerprint (its parts' lines in order are its lines); hashed on the reading thread."""
-    digests, rows, whole = [], 0, FINGERPRINT_HASH()
-    for part, lines, count in cur:
-        digests.append((part, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]))
-        whole.update(lines)
-        rows += count
-    return digests, rows, whole.digest()[:DIGEST_BYTES]
+    lines, rows, ids, lengths = row
+    if not rows:
+        return [], 0, FINGERPRINT_HASH(b"").digest()[:DIGEST_BYTES]
+    digests = [
+        (part, digest[:DIGEST_BYTES])
+        for part, digest in _part_digests(list(map(int, ids.split(b","))), lines, lengths, FINGERPRINT_HASH)
+    ]
+    return digests, rows, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]
 
 
 def _range_sql(tp: TablePlan, validation: Validation, fingerprint: str | None) -> str:
