@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models import Base
 
+from models import Base
 from todo_migration.convert import Conversions
 from todo_migration.diff import fingerprint_line
 from todo_migration.plan import build_plan
