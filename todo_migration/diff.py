@@ -99,14 +99,6 @@ class Fingerprints:
     def __len__(self) -> int:
         return len(self.digests) // DIGEST_BYTES
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        """(part, digest), in part order."""
-        at = 0
-        for k in range(0, len(self.runs), 2):
-            for part in range(self.runs[k], self.runs[k] + self.runs[k + 1]):
-                yield part, bytes(self.digests[at : at + DIGEST_BYTES])
-                at += DIGEST_BYTES
-
     def to_bytes(self) -> bytes:
         return b"".join(
             (
