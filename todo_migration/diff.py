@@ -356,7 +356,7 @@ def compare_by_fingerprints(
             if whole == known[n]:
                 return None, rows, whole
             seen["changed"] += 1
-        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)).fetchone())
+        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)))
 
     src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], build)
     differing, mine = delta.compared_parts, delta.fingerprints
@@ -546,32 +546,26 @@ def _sqlite_ranges_shared(
 
 
 def _fingerprint_sql(tp: TablePlan, fingerprint: str, *, parts: bool = True) -> str:
-    """One range of ids: its rows' fingerprint lines back to back in id order, and how many rows
-    it holds; with `parts`, also the rows' ids and the length of each line (split into parts
-    here: one row per range is far cheaper for SQLite than a GROUP BY per part)."""
+    """One range of ids: per part, its rows' fingerprint lines back to back in id order, and how
+    many rows it holds; without `parts`, the whole range's lines in one (a cheaper query)."""
     rk = tp.row_key
     rows = (
         f"SELECT {rk} AS k, {fingerprint} AS fp FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}"
     )
     if not parts:
         return f"SELECT group_concat(fp, ''), count(*) FROM ({rows})"
-    return (
-        f"SELECT group_concat(fp, ''), count(*), group_concat(k, ','), "
-        f"group_concat(length(CAST(fp AS BLOB)), ',') FROM ({rows})"
-    )
+    return f"SELECT k >> {PART_BITS}, group_concat(fp, ''), count(*) FROM ({rows}) GROUP BY 1 ORDER BY 1"
 
 
-def _fingerprints_of(row: tuple) -> tuple[list[tuple[int, bytes]], int, bytes]:
+def _fingerprints_of(cur: sqlite3.Cursor) -> tuple[list[tuple[int, bytes]], int, bytes]:
     """(part, fingerprint) for each part of a range, the range's rows, and the range's own
     fingerprint (its parts' lines in order are its lines); hashed on the reading thread."""
-    lines, rows, ids, lengths = row
-    if not rows:
-        return [], 0, FINGERPRINT_HASH(b"").digest()[:DIGEST_BYTES]
-    digests = [
-        (part, digest[:DIGEST_BYTES])
-        for part, digest in _part_digests(list(map(int, ids.split(b","))), lines, lengths, FINGERPRINT_HASH)
-    ]
-    return digests, rows, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]
+    digests, rows, whole = [], 0, FINGERPRINT_HASH()
+    for part, lines, count in cur:
+        digests.append((part, FINGERPRINT_HASH(lines).digest()[:DIGEST_BYTES]))
+        whole.update(lines)
+        rows += count
+    return digests, rows, whole.digest()[:DIGEST_BYTES]
 
 
 def _range_sql(tp: TablePlan, validation: Validation, fingerprint: str | None) -> str:
