@@ -599,6 +599,10 @@ def hold_open(dest: Path, how: str, stack: list) -> None:
         "exclusive-lock": "conn.execute('BEGIN EXCLUSIVE')",
         # an app inside a read transaction: a shared lock
         "shared-lock": "conn.execute('BEGIN'); conn.execute('SELECT count(*) FROM tasks').fetchone()",
+        # an app in WAL mode, killed with writes not yet checkpointed: a -wal nobody holds, which
+        # SQLite would replay into whatever file then bears the name
+        "wal-crashed": "conn.execute('PRAGMA journal_mode = WAL'); conn.execute('PRAGMA wal_autocheckpoint = 0'); "
+        "conn.execute(\"UPDATE tasks SET title = 'only in the wal'\")",
     }[how]
     code = (
         "import sqlite3, sys\n"
@@ -620,13 +624,14 @@ def hold_open(dest: Path, how: str, stack: list) -> None:
 
     stack.append(release)
     assert holder.stdout.readline().strip() == "holding"
-    if how == "journal":
+    if how in ("journal", "wal-crashed"):
         holder.kill()  # the app crashed mid-write
         holder.wait(timeout=60)
-        assert Path(f"{dest}-journal").exists()
+        companion = Path(f"{dest}-journal" if how == "journal" else f"{dest}-wal")
+        assert companion.exists() and companion.stat().st_size > 0
 
 
-@pytest.mark.parametrize("how", ["wal", "journal", "exclusive-lock", "shared-lock"])
+@pytest.mark.parametrize("how", ["wal", "wal-crashed", "journal", "exclusive-lock", "shared-lock"])
 def test_destination_an_app_has_open_is_refused_even_with_force_recreate(sample_db, pg_url, tmp_path, how):
     migrated(sample_db, pg_url)
     dest = existing_destination(tmp_path)
@@ -635,11 +640,27 @@ def test_destination_an_app_has_open_is_refused_even_with_force_recreate(sample_
         hold_open(dest, how, cleanup)
         before = dir_state(dest.parent, shm=False)
         result = export(pg_url, dest, "--force-recreate", "--yes")
-        assert_failure(result, 2, dest.name)
+        assert_failure(result, 2, dest.name, *(["wal_checkpoint"] if how == "wal-crashed" else []))
         assert dir_state(dest.parent, shm=False) == before
     finally:
         for release in reversed(cleanup):
             release()
+
+
+def test_a_wal_file_that_a_closed_reader_left_is_no_reason_to_refuse(sample_db, pg_url, tmp_path):
+    """A WAL-mode todo.db read by a connection that could not remove its -wal when it closed (a
+    read-only one: this tool's own forward run, say) keeps an empty -wal and a -shm, with no
+    process holding them: no app has it open, and the export replaces it."""
+    migrated(sample_db, pg_url)
+    dest = existing_destination(tmp_path)
+    with sqlite3.connect(dest) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    checked = run_cli("--sqlite-path", str(dest), "--postgres-url", pg_url, "--verify-only")  # reads it
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, explain(checked)  # other rows
+    assert Path(f"{dest}-wal").exists() and Path(f"{dest}-wal").stat().st_size == 0
+    exported(pg_url, dest, "--force-recreate", "--yes")
+    assert_export_of(dest, pg_url)
 
 
 # --- 5. failures: the destination untouched, no temporary file left --------------------------------

@@ -31,6 +31,13 @@ NOTHING = "PostgreSQL already equals todo.db"
 WRITER = ROOT / "tests" / "app_writer.py"
 LEDGER = "todo_migration_ledger"
 ONLY_CHANGED_PARTS = "fingerprints unchanged since the last sync"
+HOLD_OPEN = (  # a process with a todo.db open and idle, until its stdin closes
+    "import sqlite3, sys\n"
+    "conn = sqlite3.connect(sys.argv[1])\n"
+    "conn.execute('SELECT count(*) FROM tasks').fetchone()\n"
+    "print('holding', flush=True)\n"
+    "sys.stdin.read()\n"
+)
 
 
 def cli(db: Path, url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -736,11 +743,29 @@ def test_reverse_sync_needs_an_exported_file_that_no_app_has_open(
     exported_db: Path, pg_url: str, tmp_path: Path
 ) -> None:
     assert_failure(back(pg_url, tmp_path / "absent.db", "--sync"), 2, "does not exist", "--reverse")
-    Path(f"{exported_db}-wal").write_bytes(b"")
+    with sqlite3.connect(exported_db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    app = subprocess.Popen(  # the app, running on the file in WAL mode (idle: no transaction open)
+        [sys.executable, "-c", HOLD_OPEN, str(exported_db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert app.stdout.readline().strip() == "holding"
         assert_failure(back(pg_url, exported_db, "--sync"), 2, "open in an app")
     finally:
-        Path(f"{exported_db}-wal").unlink()
+        app.stdin.close()
+        app.wait(timeout=60)
+        app.stdout.close()
+    # Read by a connection that could not remove its -wal (read-only: this tool's forward runs), the
+    # file keeps an empty -wal and a -shm that no process holds: nothing has it open.
+    reader = sqlite3.connect(f"file:{exported_db}?mode=ro", uri=True)
+    reader.execute("SELECT count(*) FROM tasks").fetchone()
+    reader.close()
+    assert Path(f"{exported_db}-wal").exists()
+    back_ok(pg_url, exported_db, "--sync")
     original = make_todo_db(tmp_path / "original.db", tasks=5)  # the app's own file: no ledger
     assert_failure(back(pg_url, original, "--sync"), 1, "no record")
 

@@ -25,6 +25,8 @@ import io
 import os
 import queue
 import sqlite3
+import struct
+import sys
 import tempfile
 import threading
 import time
@@ -152,7 +154,7 @@ def check_destination(run: Run, dest: Path) -> None:
         raise UsageError(
             f"the directory of {str(dest)!r} does not exist", "create it, or pass another --sqlite-path"
         )
-    refuse_if_open(dest, "replacing")
+    refuse_if_open(dest, "replacing", replacing=True)
     if not dest.exists():
         return
     if not o.force_recreate:
@@ -166,20 +168,71 @@ def check_destination(run: Run, dest: Path) -> None:
             raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
 
 
-def refuse_if_open(dest: Path, doing: str) -> None:
-    """A todo.db an app has open (a -wal or -journal beside it, or a transaction on it) is never
-    written: what the app writes meanwhile would be lost."""
-    for companion in (Path(f"{dest}-wal"), Path(f"{dest}-journal")):
-        if companion.exists():
-            raise UsageError(
-                f"{str(dest)!r} is open in an app ({companion.name} beside it): {doing} it would lose "
-                "what that app writes",
-                "stop the app (it removes the file when it closes the database), then re-run",
-            )
+def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
+    """A todo.db an app has open (a -journal beside it, a WAL-mode connection, a transaction on
+    it) is never written: what the app writes meanwhile would be lost. A -wal that no process
+    holds is what a closed reader leaves (this tool's own read of a WAL-mode todo.db, say): fine to
+    change in place, and fine to replace when empty; one still holding changes would be replayed
+    into the new file, so replacing waits until SQLite has put them into this one."""
+    journal = Path(f"{dest}-journal")
+    if journal.exists():
+        raise UsageError(
+            f"{str(dest)!r} is open in an app ({journal.name} beside it): {doing} it would lose "
+            "what that app writes",
+            "stop the app (it removes the file when it closes the database), then re-run",
+        )
+    wal = Path(f"{dest}-wal")
+    if wal.exists() and _wal_in_use(dest):
+        raise UsageError(
+            f"{str(dest)!r} is open in an app (a WAL-mode connection, {wal.name} beside it): {doing} it "
+            "would lose what that app writes",
+            "stop the app, then re-run",
+        )
+    if replacing and wal.exists() and wal.stat().st_size > 0:
+        raise UsageError(
+            f"{str(dest)!r} has changes not yet in the file ({wal.name} beside it, no app holding it): "
+            "replacing the file would leave them to be replayed into the new one",
+            f"let SQLite fold them in first: sqlite3 {dest} \"PRAGMA wal_checkpoint(TRUNCATE)\", then re-run",
+        )
     if dest.exists() and _locked(dest):
         raise UsageError(
             f"{str(dest)!r} is locked by another process (an app writing to it)", "stop the app, then re-run"
         )
+
+
+# struct flock, as fcntl(F_GETLK) takes it: Linux (x86-64, arm64) and macOS lay it out differently.
+_FLOCK = "qqihh" if sys.platform == "darwin" else "hhqqi4x"
+_SHM_DMS_BYTE = 128  # SQLite's unix VFS: every connection holds a read lock here while it is open
+
+
+def _wal_in_use(db: Path) -> bool:
+    """Whether another process has the WAL-mode file open: each of its connections holds a read
+    lock on one byte of the -shm file for as long as it is open (SQLite's POSIX advisory locks),
+    which F_GETLK sees without taking anything. Unsure (no -shm to read, another OS): in use."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    shm = Path(f"{db}-shm")
+    if not shm.exists():
+        return False  # a connection in WAL mode has the -shm: none is open
+    try:
+        fd = os.open(shm, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        probe = (
+            struct.pack(_FLOCK, _SHM_DMS_BYTE, 1, 0, fcntl.F_WRLCK, os.SEEK_SET)
+            if sys.platform == "darwin"
+            else struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS_BYTE, 1, 0)
+        )
+        answer = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, probe))
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    held = answer[3] if sys.platform == "darwin" else answer[0]
+    return held != fcntl.F_UNLCK
 
 
 def _locked(path: Path) -> bool:
