@@ -798,6 +798,24 @@ def test_dry_run_fails_where_the_export_would(sample_db, pg_url, tmp_path):
     assert dir_state(dest.parent) == {}
 
 
+def test_a_timestamp_the_app_cannot_keep_is_refused_by_the_dry_run_and_the_export(
+    sample_db, pg_url, tmp_path
+):
+    """PostgreSQL takes infinity and BC dates; the app's SQLAlchemy reads SQLite's text into a
+    Python datetime (years 1 to 9999). Named before anything is written, dry run and real run alike."""
+    migrated(sample_db, pg_url)
+    pg_query(pg_url, "UPDATE tasks SET due_date = 'infinity' WHERE id = 3", autocommit=True)
+    pg_query(pg_url, "UPDATE tasks SET created_at = '0044-03-15 BC' WHERE id = 5", autocommit=True)
+    dest = destination(tmp_path)
+    for args in (["--dry-run"], []):
+        result = export(pg_url, dest, *args)
+        assert_failure(
+            result, 1, "2 rows", "tasks id 3 due_date = infinity", "tasks id 5 created_at = 0044-03-15"
+        )
+        assert "should not happen" not in result.stdout + result.stderr, explain(result)
+        assert dir_state(dest.parent) == {}
+
+
 def test_verify_only_passes_after_an_export_and_names_a_changed_value(sample_db, pg_url, tmp_path):
     migrated(sample_db, pg_url)
     dest = destination(tmp_path)

@@ -739,6 +739,16 @@ def test_overwrite_changes_on_a_file_that_already_agrees_records_the_ledger(
     assert file_digest(exported_db) == before
 
 
+def test_reverse_sync_refuses_a_timestamp_the_app_cannot_keep(exported_db: Path, pg_url: str) -> None:
+    """As the export: named by the dry run and the real run alike, todo.db unchanged."""
+    pg_query(pg_url, "UPDATE tasks SET due_date = '10000-01-01' WHERE id = 4", autocommit=True)
+    before = file_digest(exported_db)
+    for args in (["--dry-run"], []):
+        result = back(pg_url, exported_db, "--sync", *args)
+        assert_failure(result, 1, "tasks id 4 due_date = 10000-01-01", "years 1 to 9999")
+        assert file_digest(exported_db) == before
+
+
 def test_reverse_sync_needs_an_exported_file_that_no_app_has_open(
     exported_db: Path, pg_url: str, tmp_path: Path
 ) -> None:

@@ -287,6 +287,11 @@ class Codec:
         such form stays as PostgreSQL prints it, and the export's verification refuses it."""
         return c
 
+    def has_app_form(self, c: str) -> str | None:
+        """(PostgreSQL) true for a non-NULL value the app can keep in SQLite (None: every value
+        of the type can), so that the way back refuses the others before it writes anything."""
+        return None
+
 
 class IntegerCodec(Codec):
     kind = "integer"
@@ -523,11 +528,12 @@ class TimestampCodec(Codec):
 
     def app_form(self, c: str) -> str:
         # to_char would print 44 BC as 0044 and infinity as NULL: those stay PostgreSQL's text,
-        # which is not the app's form (the verification names them).
-        return (
-            f"CASE WHEN {c} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' "
-            f"THEN to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END"
-        )
+        # which is not the app's form (refused before the export, and by its verification).
+        return f"CASE WHEN {self.has_app_form(c)} THEN to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END"
+
+    def has_app_form(self, c: str) -> str:
+        # Python's datetime, which the app's SQLAlchemy reads the text into, holds years 1 to 9999.
+        return f"{c} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999'"
 
 
 def codec_for(column: Column, conversions: Conversions | None = None) -> Codec:

@@ -59,6 +59,7 @@ FETCH_TEXT = 512 * 1024  # characters of text per batch of rows fetched (memory 
 FIRST_FETCH_ROWS = 64  # grows from here, at most MAX_GROWTH times a batch
 MAX_FETCH_ROWS = 10_000  # a row costs Python ~1 KB beyond its text: at most ~10 MB a batch
 MAX_GROWTH = 4
+FIRST_BAD_VALUES = 5  # values shown when some have no form in the app's SQLite
 QUEUE_DEPTH = 2
 SQLITE = sqlite_dialect.dialect()
 
@@ -100,6 +101,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
     try:
         with conn.cursor() as cur:
             tables = plan_export(run, cur, Base.metadata)  # STEP 3
+            refuse_values_without_app_form(cur, tables)
             counts = _row_counts(cur, tables)
             if options.dry_run:
                 _remove(_temp_beside(dest))  # the real run's temporary file can be made there
@@ -192,7 +194,7 @@ def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
         raise UsageError(
             f"{str(dest)!r} has changes not yet in the file ({wal.name} beside it, no app holding it): "
             "replacing the file would leave them to be replayed into the new one",
-            f"let SQLite fold them in first: sqlite3 {dest} \"PRAGMA wal_checkpoint(TRUNCATE)\", then re-run",
+            f'let SQLite fold them in first: sqlite3 {dest} "PRAGMA wal_checkpoint(TRUNCATE)", then re-run',
         )
     if dest.exists() and _locked(dest):
         raise UsageError(
@@ -313,6 +315,42 @@ def plan_export(run: Run, cur: PgCursor, metadata: MetaData) -> list[ExportTable
         )
         for table, pg in zip(metadata.sorted_tables, placed, strict=True)
     ]
+
+
+def refuse_values_without_app_form(cur: PgCursor, tables: list[ExportTable]) -> None:
+    """A value the app could not read back from SQLite (a timestamp outside years 1 to 9999:
+    infinity, BC) is named before anything is written, by the dry run as by the real run."""
+    found, examples = 0, []
+    for et in tables:
+        checks = [
+            (name, test)
+            for name in et.columns
+            if (test := codec_for(et.table.c[name]).has_app_form(quote_ident(name))) is not None
+        ]
+        if not checks:
+            continue
+        (pk,) = et.table.primary_key.columns
+        shown = ", ".join(
+            f"CASE WHEN NOT ({test}) THEN {quote_ident(name)}::text END" for name, test in checks
+        )
+        cur.execute(
+            f"SELECT {quote_ident(pk.name)}, count(*) OVER (), {shown} FROM {et.qualified} "
+            f"WHERE {' OR '.join(f'NOT ({test})' for _, test in checks)} ORDER BY 1 LIMIT {FIRST_BAD_VALUES}"
+        )
+        rows = cur.fetchall()
+        found += rows[0][1] if rows else 0  # the table's count, on every row
+        for row_id, _, *values in rows:
+            examples += [
+                (et.name, row_id, n, v) for (n, _), v in zip(checks, values, strict=True) if v is not None
+            ]
+    if found:
+        shown = "; ".join(f"{t} id {i} {c} = {v}" for t, i, c, v in examples[:FIRST_BAD_VALUES])
+        raise MigrationError(
+            f"PostgreSQL holds {plural(found, 'row')} with a timestamp the app cannot keep in SQLite "
+            f"(years 1 to 9999 only): {shown}",
+            "change them in PostgreSQL to dates within years 1 to 9999 (or NULL where the column "
+            "allows it), then re-run; nothing was written",
+        )
 
 
 def _row_counts(cur: PgCursor, tables: list[ExportTable]) -> dict[str, int]:

@@ -31,7 +31,7 @@ from . import ledger, session, steps
 from .convert import register_sqlite_functions
 from .diff import TableDelta, compare_table
 from .errors import MigrationError, UsageError
-from .export import connect_snapshot, plan_export, refuse_if_open
+from .export import connect_snapshot, plan_export, refuse_if_open, refuse_values_without_app_form
 from .options import Options
 from .output import Console
 from .plan import Plan, TablePlan
@@ -65,7 +65,7 @@ def run_sync_back(options: Options, console: Console, report: RunReport) -> None
     conn = connect_snapshot(run)  # STEP 3
     try:
         with conn.cursor() as cur:
-            plan_export(run, cur, Base.metadata)  # PostgreSQL's tables against the models
+            refuse_values_without_app_form(cur, plan_export(run, cur, Base.metadata))  # against the models
         deltas = catch_up_file(run, conn, source, plan)  # STEPS 4-6
     except psycopg2.Error as exc:
         raise session.explain_failure(
