@@ -830,9 +830,13 @@ def test_verify_only_passes_after_an_export_and_names_a_changed_value(sample_db,
     output = changed.stdout + changed.stderr
     lines = [line for line in output.splitlines() if "tasks" in line and "17" in line and "title" in line]
     assert lines, f"no line names tasks, id 17 and title:\n{output}"
+    # PostgreSQL is the side kept here: the advice brings todo.db up to date, never the other way.
+    assert "PostgreSQL → SQLite" in changed.stdout and "--reverse --sync" in output, explain(changed)
+    assert "re-run the migration" not in output, explain(changed)
     assert dir_state(dest.parent) == before
     forward_check = forward(dest, pg_url, "--verify-only")  # the forward direction agrees
     assert forward_check.returncode == 1, explain(forward_check)
+    assert "--sync" in forward_check.stdout + forward_check.stderr, explain(forward_check)
 
 
 def test_report_and_quiet(sample_db, pg_url, tmp_path):

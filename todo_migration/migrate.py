@@ -68,9 +68,14 @@ def run_migration(options: Options, console: Console, report: RunReport) -> None
     started = time.perf_counter()
     run = Run(options, console, report)
     report.start(options)
-    console.step("🚀", f"SQLite → PostgreSQL migration ({options.mode})")
-    console.detail(f"source: {options.sqlite_path}")
-    console.detail(f"target: {options.target.masked} (schema {options.schema})")
+    if options.reverse:  # --reverse --verify-only: the same comparison, PostgreSQL the side kept
+        console.step("🚀", f"PostgreSQL → SQLite check ({options.mode}): todo.db against PostgreSQL")
+        console.detail(f"source: {options.target.masked} (schema {options.schema})")
+        console.detail(f"todo.db: {options.sqlite_path}")
+    else:
+        console.step("🚀", f"SQLite → PostgreSQL migration ({options.mode})")
+        console.detail(f"source: {options.sqlite_path}")
+        console.detail(f"target: {options.target.masked} (schema {options.schema})")
     source = steps.inspect_source(run)  # STEP 1
     try:
         plan = steps.plan_from_models(run, source)  # STEP 2

@@ -346,8 +346,7 @@ def verify_existing(
         checks = verify_all(cur, source, plan, validation, logs, values=True, fresh=False)
     run.report.set_checks(checks)
     print_checks(run.console, checks, values=True)
-    _fail_unless_ok(checks, "PostgreSQL differs from todo.db in",
-                    "re-run the migration with --force-recreate to replace the target")  # fmt: skip
+    _fail_unless_ok(checks, "PostgreSQL differs from todo.db in", _how_to_make_equal(run.options))
     if differences:
         raise MigrationError(
             f"PostgreSQL's schema differs from models.py in {plural(len(differences), 'place')} "
@@ -355,6 +354,19 @@ def verify_existing(
             "re-run the migration with --force-recreate to rebuild the tables from the models",
         )
     return checks
+
+
+def _how_to_make_equal(o: Options) -> str:
+    """Which side is to be kept decides the advice: after --reverse, PostgreSQL is the live one."""
+    if o.reverse:
+        return (
+            f"to make {o.sqlite_path} equal PostgreSQL: --reverse --sync (or export afresh with "
+            "--reverse --force-recreate); PostgreSQL is not changed by either"
+        )
+    return (
+        "to catch PostgreSQL up with todo.db: --sync (only the differences, in one transaction); "
+        "to rebuild it from todo.db: re-run the migration with --force-recreate"
+    )
 
 
 def _fail_unless_ok(checks: list[TableCheck], what: str, fix: str, *, target_untouched: bool = False) -> None:
