@@ -739,6 +739,23 @@ def test_overwrite_changes_on_a_file_that_already_agrees_records_the_ledger(
     assert file_digest(exported_db) == before
 
 
+def test_reverse_sync_and_verify_only_check_the_files_schema(exported_db: Path, pg_url: str) -> None:
+    """The values alone would pass: a todo.db without the unique index on users.email lets the
+    app register the same email twice. Refused by the sync, failed by --verify-only, unchanged."""
+    src = sqlite3.connect(exported_db, isolation_level=None)
+    src.execute("DROP INDEX ix_users_email")
+    src.execute("CREATE INDEX ix_users_email ON users (email)")  # same name, no longer unique
+    src.close()
+    before = file_digest(exported_db)
+    for args in (["--sync"], ["--verify-only"]):
+        result = back(pg_url, exported_db, *args)
+        assert_failure(result, 1, "users: unique index on (email) missing", "--reverse --force-recreate")
+        assert file_digest(exported_db) == before
+    back_ok(pg_url, exported_db, "--force-recreate", "--yes")
+    back_ok(pg_url, exported_db, "--sync")
+    back_ok(pg_url, exported_db, "--verify-only")
+
+
 def test_reverse_sync_refuses_a_timestamp_the_app_cannot_keep(exported_db: Path, pg_url: str) -> None:
     """As the export: named by the dry run and the real run alike, todo.db unchanged."""
     pg_query(pg_url, "UPDATE tasks SET due_date = '10000-01-01' WHERE id = 4", autocommit=True)

@@ -288,6 +288,8 @@ def check_existing(run: Run, conn: PgConnection, source: Source, plan: Plan) -> 
                     "run the migration first (without --verify-only)",
                 )
             checks = steps.verify_existing(run, cur, source, plan, validation)
+            if o.reverse:  # the file is the side checked: its schema too, as the app creates it
+                steps.refuse_file_schema_differences(run, source)
     except psycopg2.Error as exc:
         raise _explain(run, plan, exc, "verifying") from None
     finally:

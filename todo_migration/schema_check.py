@@ -11,6 +11,7 @@ has beyond the models' is not a difference.
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass, field
 
 from psycopg2.extensions import cursor as PgCursor
@@ -380,3 +381,59 @@ def _index_differences(table: Table, pg: _PgTable) -> list[str]:
         note = "" if unique or (columns, True) not in pg.indexes else " (there is a unique one)"
         problems.append(f"{table.name}: {kind} on ({_cols(columns)}) missing{note}")
     return problems
+
+
+# --- the same for a todo.db the way back made (--reverse --verify-only, --reverse --sync) ---------
+
+
+def file_schema_differences(conn: sqlite3.Connection, tables: list[Table]) -> list[str]:
+    """What a todo.db lacks of the schema the app creates on SQLite: its tables' columns and NOT
+    NULLs, unique and plain indexes, foreign keys with their ON DELETE. Matched by meaning, as
+    for PostgreSQL; what the file has beyond the models is not a difference."""
+    problems = []
+    for table in tables:
+        columns = {
+            _text(r[1]): bool(r[3]) for r in conn.execute(f"PRAGMA main.table_info({_quoted(table.name)})")
+        }
+        if not columns:
+            problems.append(f"{table.name}: table missing")
+            continue
+        for col in table.columns:
+            if col.name not in columns:
+                problems.append(f"{table.name}.{col.name}: column missing")
+            elif not col.nullable and not col.primary_key and not columns[col.name]:
+                problems.append(f"{table.name}.{col.name}: NOT NULL missing")
+        indexes = set()
+        for row in conn.execute(f"PRAGMA main.index_list({_quoted(table.name)})"):
+            info = conn.execute(f"PRAGMA main.index_info({_quoted(_text(row[1]))})").fetchall()
+            indexes.add((tuple(_text(r[2]) for r in info), bool(row[2])))
+        for columns_, unique in _expected_indexes(table):
+            if (columns_, unique) not in indexes:
+                problems.append(
+                    f"{table.name}: {'unique index' if unique else 'index'} on ({_cols(columns_)}) missing"
+                )
+        keys = {
+            (_text(r[3]), _text(r[2]), _text(r[4]), _text(r[6]).upper())
+            for r in conn.execute(f"PRAGMA main.foreign_key_list({_quoted(table.name)})")
+        }
+        for fk in table.foreign_keys:
+            want = (
+                fk.parent.name,
+                fk.column.table.name,
+                fk.column.name,
+                (fk.ondelete or "NO ACTION").upper(),
+            )
+            if want not in keys:
+                problems.append(
+                    f"{table.name}: foreign key ({fk.parent.name}) → {fk.column.table.name}({fk.column.name}) "
+                    f"ON DELETE {want[3]} missing"
+                )
+    return problems
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -34,7 +34,7 @@ from .options import Options
 from .output import Console, plural, print_checks, print_problems
 from .plan import Plan, build_plan, for_target
 from .report import RunReport
-from .schema_check import schema_differences
+from .schema_check import file_schema_differences, schema_differences
 from .source import Source, explain_sqlite_error, open_source, schema_objects
 from .target import connect, interruptible
 from .validate import Validation, validate, write_rejects
@@ -354,6 +354,27 @@ def verify_existing(
             "re-run the migration with --force-recreate to rebuild the tables from the models",
         )
     return checks
+
+
+def refuse_file_schema_differences(run: Run, source: Source) -> None:
+    """A todo.db the way back made (or keeps up to date) must have the schema the app creates on
+    SQLite: a missing unique index or foreign key would let the app write what it never could."""
+    from models import Base
+
+    differences = file_schema_differences(source.conn, list(Base.metadata.sorted_tables))
+    if not differences:
+        return
+    run.report.schema_differences = differences
+    run.console.step(
+        "⚠️", f"{source.path.name}'s tables and models.py differ in {plural(len(differences), 'place')}:"
+    )
+    for d in differences:
+        run.console.detail(d)
+    raise MigrationError(
+        f"{source.path}'s schema differs from the one the app creates (models.py) in "
+        f"{plural(len(differences), 'place')} (listed above), e.g. {differences[0]}",
+        f"export afresh: --reverse --force-recreate --sqlite-path {source.path}; nothing was changed",
+    )
 
 
 def _how_to_make_equal(o: Options) -> str:

@@ -60,6 +60,7 @@ def run_sync_back(options: Options, console: Console, report: RunReport) -> None
     try:
         plan = steps.plan_from_models(run, source)
         require_row_ids(plan)
+        steps.refuse_file_schema_differences(run, source)
     finally:
         source.close()  # our own read lock would keep our commit waiting
     conn = connect_snapshot(run)  # STEP 3
