@@ -9,6 +9,7 @@ are on events (a line from the writer process, a backend in pg_stat_activity), n
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -365,7 +366,18 @@ def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
     assert target_state(pg_url) == before
     rejects = tmp_path / "rejects.jsonl"
     result = ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
-    assert SYNCED in result.stdout, explain(result)
+    assert SYNCED in result.stdout and re.search(r"todo\.db less \d+ rejected rows?, in ", result.stdout), (
+        explain(result)
+    )
+    compare(migrated_db, pg_url, rejects=rejects)
+    # Edited again, still too long: nothing changes in PostgreSQL (the row is still set aside), but
+    # the rejects file is this run's, holding the row as todo.db has it now.
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = ? WHERE id = 11", ("y" * 300,))
+    src.close()
+    result = ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    assert NOTHING in result.stdout, explain(result)
+    assert "y" * 300 in rejects.read_text() and "x" * 300 not in rejects.read_text()
     compare(migrated_db, pg_url, rejects=rejects)
 
 

@@ -42,7 +42,7 @@ class MigrationError(Exception):
         line = "; ".join(parts) + "."
         if self.fix:
             fix = self.fix.rstrip(".")
-            line += f" {fix[:1].upper()}{fix[1:]}."
+            line += f" {fix[:1].upper()}{fix[1:]}" + ("" if fix.endswith(("?", "!")) else ".")
         return line
 
 

@@ -105,7 +105,7 @@ def plan_from_models(run: Run, source: Source) -> Plan:
     if not o.allow_drift:
         raise MigrationError(
             f"todo.db and models.py differ in {plural(len(plan.drift), 'place')} (listed above); "
-            "migrating would leave data out or fill in defaults",
+            f"{'writing to it' if o.reverse else 'migrating'} would leave data out or fill in defaults",
             "re-run with --allow-drift to proceed as listed, or align the models; nothing was written",
         )
     return plan

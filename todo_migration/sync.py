@@ -137,18 +137,21 @@ def catch_up(
             print_delta(run, plan, deltas)
             behind = sequences_behind(cur, plan, marks)
             overwriting = any(e is None for e in entries.values())
-            if o.dry_run or not (any(d.changes for d in deltas.values()) or behind or overwriting):
-                conn.rollback()  # a sync with nothing to do writes nothing
+            if o.dry_run:
+                conn.rollback()
                 return deltas
-            rejects = None if o.dry_run else steps.prepare_rejects(run, source, plan, validation)
-            doing = "applying the changes"
-            apply_changes(run, cur, plan, deltas, marks)  # STEP 6
-            doing = "verifying"
-            verify_synced(run, cur, source, plan, validation, deltas)
-            record_ledger(run, cur, plan, deltas, entries)
-            doing = "committing"
-            with run.phase("commit"):
-                conn.commit()
+            rejects = steps.prepare_rejects(run, source, plan, validation)  # this run's, even if unchanged
+            if not (any(d.changes for d in deltas.values()) or behind or overwriting):
+                conn.rollback()  # a sync with nothing to do writes nothing to PostgreSQL
+            else:
+                doing = "applying the changes"
+                apply_changes(run, cur, plan, deltas, marks)  # STEP 6
+                doing = "verifying"
+                verify_synced(run, cur, source, plan, validation, deltas)
+                record_ledger(run, cur, plan, deltas, entries)
+                doing = "committing"
+                with run.phase("commit"):
+                    conn.commit()
     except BaseException as exc:
         _discard(rejects)
         session.rollback_quietly(conn)
@@ -561,6 +564,10 @@ def print_sync_summary(run: Run, deltas: dict[str, TableDelta], *, target: str, 
         f"{sum(getattr(d, k) for d in deltas.values()):,} {k}" for k in ("inserted", "updated", "deleted")
     )
     seconds = f"{r.duration_s or 0:.2f}s"
+    rejected = sum(r.rejected.values())
+    if rejected and not run.options.dry_run:  # equal but for the rows set aside (--on-invalid skip)
+        where = f", in {r.rejects_path}" if r.rejects_path else ""
+        source = f"{source} less {plural(rejected, 'rejected row')}{where}"
     if run.options.dry_run:
         line = f"Dry run passed: a sync would apply {plural(total, 'change')} ({counts}); nothing was written ({seconds})"
     elif total == 0:
