@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -351,6 +352,24 @@ def test_rows_that_need_converting_are_converted(migrated_db: Path, pg_url: str)
         (datetime(2027, 1, 2, 3, 4, 5), True)
     ]
     compare(migrated_db, pg_url)
+
+
+def test_another_todo_db_than_last_time_is_said_before_anything_changes(
+    migrated_db: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """A backup given by mistake would roll PostgreSQL back: the sync says which file it read last
+    time and which now (dry run and real run), then does as told."""
+    backup = tmp_path / "todo.db.bak"
+    shutil.copyfile(migrated_db, backup)
+    src = sqlite3.connect(backup, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'as the backup has it' WHERE id = 9")
+    src.close()
+    for args in (["--dry-run"], []):
+        result = ok(backup, pg_url, "--sync", *args)
+        assert f"the last migrate/sync read {migrated_db.resolve()}" in result.stdout, explain(result)
+    compare(backup, pg_url)
+    again = ok(backup, pg_url, "--sync")
+    assert "the last migrate/sync read" not in again.stdout, explain(again)
 
 
 def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
@@ -766,6 +785,20 @@ def test_reverse_sync_and_verify_only_check_the_files_schema(exported_db: Path, 
     back_ok(pg_url, exported_db, "--force-recreate", "--yes")
     back_ok(pg_url, exported_db, "--sync")
     back_ok(pg_url, exported_db, "--verify-only")
+
+
+def test_reverse_sync_says_when_postgresql_is_another_than_last_time(
+    migrated_db: Path, exported_db: Path, pg_url: str
+) -> None:
+    """The export read schema public; the same rows migrated into another schema are another
+    database to keep todo.db equal to: said, then done as told."""
+    ok(migrated_db, pg_url, "--schema", "elsewhere")
+    result = back_ok(pg_url, exported_db, "--sync", "--schema", "elsewhere")
+    assert "the last export/sync read" in result.stdout and "(schema public)" in result.stdout, explain(
+        result
+    )
+    same = back_ok(pg_url, exported_db, "--sync")
+    assert "the last export/sync read" not in same.stdout, explain(same)
 
 
 def test_reverse_sync_refuses_a_timestamp_the_app_cannot_keep(exported_db: Path, pg_url: str) -> None:

@@ -115,7 +115,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
                 try:
                     exported = build_file(run, cur, tmp, tables, counts, after_rows=sent.start)  # STEP 4
                     verify_file(run, tmp, exported, sent)  # STEP 5
-                    record_ledger_in_file(tmp, sent.result(), options.target.masked)
+                    record_ledger_in_file(tmp, sent.result(), postgres_named(options))
                     with run.phase("rename"):  # STEP 6
                         _give_mode(tmp, dest)
                         _fsync(tmp)
@@ -708,6 +708,11 @@ class _FileChecks:
                 raise value
         integrity = self._results["integrity"]
         return self._results["orphans"], integrity.decode() if isinstance(integrity, bytes) else integrity
+
+
+def postgres_named(o: Options) -> str:
+    """The PostgreSQL database and schema a todo.db is kept equal to, as its ledger records it."""
+    return f"{o.target.masked} (schema {o.schema})"
 
 
 def record_ledger_in_file(path: Path, sums: dict[str, tuple[int, str]], source: str) -> None:

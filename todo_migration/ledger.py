@@ -35,6 +35,7 @@ class Entry:
     # as bytes, with how they were printed); None after a migration, which takes none
     fingerprints: bytes | None = field(default=None, repr=False)
     recipe: str | None = None
+    source: str | None = None  # the todo.db it was taken from, as recorded
 
 
 def _ledger(schema: str) -> sql.Composed:
@@ -51,11 +52,11 @@ def read(cur: PgCursor, schema: str) -> dict[str, Entry]:
     if not exists(cur, schema):
         return {}
     extra = ", recipe, length(fingerprints)" if _has_fingerprints(cur, schema) else ", NULL, NULL"
-    cur.execute(sql.SQL("SELECT table_name, rows, xids" + extra + " FROM {}").format(_ledger(schema)))
+    cur.execute(sql.SQL("SELECT table_name, rows, xids, source" + extra + " FROM {}").format(_ledger(schema)))
     entries = {}
-    for name, rows, xids, recipe, size in cur.fetchall():
+    for name, rows, xids, source, recipe, size in cur.fetchall():
         fingerprints = _read_fingerprints(cur, schema, name, size) if size is not None else None
-        entries[name] = Entry(name, rows, list(xids), fingerprints, recipe)
+        entries[name] = Entry(name, rows, list(xids), fingerprints, recipe, source)
     return entries
 
 
@@ -183,6 +184,15 @@ def record_in_file(db: sqlite3.Connection, entries: list[FileEntry], *, job: str
         f"INSERT OR REPLACE INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(e.table, e.rows, e.sha256, job, source, __version__, written) for e in entries],
     )
+
+
+def file_source(db: sqlite3.Connection) -> str | None:
+    """The PostgreSQL database the last export/sync of this todo.db read, as recorded."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEDGER_TABLE,)
+    ).fetchone()
+    row = db.execute(f"SELECT source FROM {LEDGER_TABLE} LIMIT 1").fetchone() if exists else None
+    return _text(row[0]) if row else None
 
 
 def file_changed(entries: dict[str, FileEntry], now: dict[str, FileEntry]) -> list[str]:

@@ -326,7 +326,9 @@ def record_ledger(run: Run, cur: PgCursor, plan: Plan, checks: list[TableCheck])
     --sync can tell whether anyone else has written there since."""
     xid = ledger.this_transaction(cur)
     entries = [ledger.Entry(ch.table, ch.target_rows, [xid]) for ch in checks]
-    ledger.record(cur, run.options.schema, entries, job="migrate", source=str(run.options.sqlite_path))
+    ledger.record(
+        cur, run.options.schema, entries, job="migrate", source=str(run.options.sqlite_path.resolve())
+    )
 
 
 def verify_existing(

@@ -22,6 +22,7 @@ Nothing is trusted but the two databases themselves: no timestamps, no triggers 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from typing import IO
@@ -122,6 +123,7 @@ def catch_up(
             check_target_tables(run, cur, plan)
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
+            warn_if_another_file(run, {e.source for e in entries.values() if e is not None})
             doing = "comparing todo.db with PostgreSQL"
             validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
             deltas = find_changes(run, conn, source, plan, validation, entries)  # STEP 5
@@ -298,6 +300,19 @@ def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str,
     )
 
 
+def warn_if_another_file(run: Run, recorded: set[str | None]) -> None:
+    """PostgreSQL is made equal to whatever todo.db is given: a backup or a copy given by mistake
+    (todo.db.bak at 2 a.m.) would roll it back. Said before any change, dry run included."""
+    current = str(run.options.sqlite_path.resolve())
+    others = sorted(s for s in recorded if s and os.path.isabs(s) and s != current)
+    if others:
+        run.console.step(
+            "⚠️",
+            f"the last migrate/sync read {others[0]}; this one reads {current}: PostgreSQL is made equal to it",
+        )
+        run.report.warnings.append(f"another todo.db than last time: {others[0]} then, {current} now")
+
+
 def record_ledger(
     run: Run,
     cur: PgCursor,
@@ -323,7 +338,7 @@ def record_ledger(
                 fp.recipe if fp is not None else None,
             )
         )
-    ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path))
+    ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path.resolve()))
 
 
 def _writers(cur: PgCursor, tp: TablePlan) -> list[int]:

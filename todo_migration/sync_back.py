@@ -31,7 +31,13 @@ from . import ledger, session, steps
 from .convert import register_sqlite_functions
 from .diff import TableDelta, compare_table
 from .errors import MigrationError, UsageError
-from .export import connect_snapshot, plan_export, refuse_if_open, refuse_values_without_app_form
+from .export import (
+    connect_snapshot,
+    plan_export,
+    postgres_named,
+    refuse_if_open,
+    refuse_values_without_app_form,
+)
 from .options import Options
 from .output import Console
 from .plan import Plan, TablePlan
@@ -101,6 +107,7 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
     try:
         db.execute("BEGIN IMMEDIATE")  # STEP 4: writers wait until we are done, readers go on
         validation = assume_canonical(plan)
+        _warn_if_another_database(run, ledger.file_source(db))
         deltas = _compare(run, conn, writer, plan, validation)
         overwriting = refuse_file_changed(run, db, deltas)  # STEP 5
         run.report.delta = {name: d.recordable() for name, d in deltas.items()}
@@ -111,7 +118,7 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
         apply_to_file(run, db, plan, deltas)  # STEP 6
         after = verify_file_synced(run, conn, writer, plan, deltas)
         entries = [ledger.FileEntry(n, d.sqlite_rows, d.sqlite_digest.hexdigest()) for n, d in after.items()]
-        ledger.record_in_file(db, entries, job="sync", source=o.target.masked)
+        ledger.record_in_file(db, entries, job="sync", source=postgres_named(o))
         with run.phase("commit"):
             db.execute("COMMIT")
     except BaseException as exc:
@@ -125,6 +132,20 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
             d.close()
         db.close()
     return deltas
+
+
+def _warn_if_another_database(run: Run, recorded: str | None) -> None:
+    """todo.db is made equal to whatever PostgreSQL is given: say so when it is not the one the
+    last export/sync read (older ledgers recorded the server and database without the schema)."""
+    o = run.options
+    if recorded and recorded not in (postgres_named(o), o.target.masked):
+        run.console.step(
+            "⚠️",
+            f"the last export/sync read {recorded}; this one reads {postgres_named(o)}: todo.db is made equal to it",
+        )
+        run.report.warnings.append(
+            f"another PostgreSQL than last time: {recorded} then, {postgres_named(o)} now"
+        )
 
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:
