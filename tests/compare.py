@@ -179,6 +179,8 @@ def expect_value(column, typ: str, raw: object, *, epoch_unit: str | None, encod
             number = value
         elif kind == "text" and DECIMAL_INT.fullmatch(_text(value)):
             number = int(_text(value))
+        elif kind == "real" and float(value).is_integer():
+            number = int(value)
         else:
             raise Unconvertible(f"not_an_integer {kind} {value!r}")
         if not INT_MIN <= number <= INT_MAX:

@@ -115,7 +115,9 @@ def test_booleans(db, stored, sent, problem):
 @pytest.mark.parametrize(
     ("stored", "sent", "problem"),
     [(42, "42", None), ("42", "42", None), (2**31 - 1, str(2**31 - 1), None), (-(2**31), str(-(2**31)), None),
-     (2**31, None, "integer_out_of_range"), ("4x", None, "not_an_integer"), (1.5, None, "not_an_integer")],
+     (2**31, None, "integer_out_of_range"), ("4x", None, "not_an_integer"), (1.5, None, "not_an_integer"),
+     (2.0, "2", None), (-7.0, "-7", None), (float(2**31), None, "integer_out_of_range"),
+     (1e300, None, "not_an_integer"), (float("inf"), None, "not_an_integer")],
 )  # fmt: skip
 def test_integers(db, stored, sent, problem):
     c = codec(Integer())

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from compare import compare
 from conftest import assert_one_line_error, pg_query, pg_tables, run_cli
 from dirty import BAD_ROWS, CLEAN_TEXT, CONVERTED, DEPENDENT_ROWS, add_schema_drift, make_dirty_db
+
+from tools.make_todo_db import make_todo_db
 
 
 @pytest.fixture
@@ -109,6 +112,32 @@ def test_lossless_conversions_are_applied_and_counted(dirty_db, pg_url):
     assert "boolean stored as text (2)" in result.stdout
     assert "ISO datetime normalized (T, Z, offset to UTC, date only) (4)" in result.stdout
     assert "lossless conversions applied: 6 values" in result.stdout
+
+
+def test_whole_reals_in_an_integer_column_arrive_as_those_integers(tmp_path, pg_url):
+    """A todo.db whose tasks.user_id was declared REAL (an older schema, another tool) stores
+    every id as 2.0: that is the integer 2 exactly, converted and counted; 2.5 is refused."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=30, users=3, patterns=2)
+    conn = sqlite3.connect(db, isolation_level=None)
+    ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
+    assert "user_id INTEGER NOT NULL" in ddl
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE tasks RENAME TO tasks_old")
+    conn.execute(ddl.replace("user_id INTEGER NOT NULL", "user_id REAL NOT NULL"))
+    conn.execute("INSERT INTO tasks SELECT * FROM tasks_old")
+    conn.execute("DROP TABLE tasks_old")
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT DISTINCT typeof(user_id) FROM tasks").fetchall() == [("real",)]
+    conn.close()
+    result = run_cli("--sqlite-path", str(db), "--postgres-url", pg_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "whole number stored as a real (30)" in result.stdout, result.stdout
+    compare(db, pg_url)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE tasks SET user_id = 2.5 WHERE id = 4")
+    conn.close()
+    refused = run_cli("--sqlite-path", str(db), "--postgres-url", pg_url, "--force-recreate", "--yes")
+    assert refused.returncode == 1 and "not_an_integer" in refused.stdout, refused.stdout + refused.stderr
 
 
 def test_clean_but_unusual_text_arrives_byte_identical(dirty_db, pg_url):

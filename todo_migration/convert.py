@@ -313,11 +313,17 @@ class IntegerCodec(Codec):
             f"WHEN typeof({c}) = 'text' AND CAST(CAST({c} AS INTEGER) AS TEXT) = {c} "
             f"THEN CASE WHEN CAST({c} AS INTEGER) BETWEEN {INT32_MIN} AND {INT32_MAX} "
             "THEN NULL ELSE 'integer_out_of_range' END "
+            # A whole REAL (2.0: a column of REAL or no affinity keeps it so) is that integer exactly.
+            f"WHEN typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER) "
+            f"THEN CASE WHEN {c} BETWEEN {INT32_MIN} AND {INT32_MAX} THEN NULL ELSE 'integer_out_of_range' END "
             "ELSE 'not_an_integer' END"
         )
 
     def conversions(self, c: str) -> list[tuple[str, str]]:
-        return [("integer stored as text", f"typeof({c}) = 'text'")]
+        return [
+            ("integer stored as text", f"typeof({c}) = 'text'"),
+            ("whole number stored as a real", f"typeof({c}) = 'real'"),
+        ]
 
     def render(self, c: str) -> str:
         return f"{c}::text"
