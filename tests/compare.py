@@ -69,7 +69,7 @@ BOOL_WORDS = {
 }  # fmt: skip
 ISO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})?)?"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?([Zz]|[+-]\d{2}:\d{2})?)?"
 )
 DECIMAL_INT = re.compile(r"[+-]?\d+")
 DECIMAL_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
@@ -153,7 +153,7 @@ def _iso_to_micros(text: str) -> int:
     except ValueError:
         raise Unconvertible(f"bad_datetime {text!r}") from None
     micros = (dt - datetime(1970, 1, 1)) // timedelta(microseconds=1) + int((frac or "0").ljust(6, "0"))
-    if tz and tz != "Z":
+    if tz and tz not in ("Z", "z"):
         sign = 1 if tz[0] == "+" else -1
         micros -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * 1_000_000
     return micros

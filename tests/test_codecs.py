@@ -51,6 +51,7 @@ def back(db, c, text):
         ("2024-03-01 12:30:00", "2024-03-01 12:30:00"),
         ("2024-03-01T12:30:00Z", "2024-03-01 12:30:00"),
         ("2024-03-01T12:30:00+05:30", "2024-03-01 07:00:00"),
+        ("2024-03-01t12:30:00.5z", "2024-03-01 12:30:00.5"),  # RFC 3339 allows lowercase
         ("2024-03-01", "2024-03-01 00:00:00"),
     ],
 )
@@ -63,7 +64,7 @@ def test_timestamps_travel_as_postgresql_prints_them_and_come_back_in_sqlalchemy
 @pytest.mark.parametrize(
     "value",
     ["20240301T123000", "2024-03-01T12:30:00.1234567", "next tuesday", "2023-02-30 10:00:00", "2024-03-01 24:00:00",
-     "2024-W10-1", "2024-061", " 2024-03-01", "2024-03-01t12:30:00"],
+     "2024-W10-1", "2024-061", " 2024-03-01", "2024-03-01T12:30:00+0100", "2024-03-01T12:30:00,5"],
 )  # fmt: skip
 def test_only_iso_extended_datetimes_are_read(db, value):
     assert forward(db, codec(DateTime()), value)[1] == "bad_datetime"

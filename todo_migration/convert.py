@@ -43,10 +43,11 @@ _TS19 = _TS26[: _TS26.index(".")]
 _TS_SHAPE = "????-??-?? ??:??:??.[0-9][0-9][0-9][0-9][0-9][0-9]"
 # The same, narrowed to values that are surely real (day <= 28 needs no calendar): the common case.
 _TS_SAFE = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-# The ISO-8601 spellings converted without loss: extended format only. Basic format
-# ('20240301T1230') is refused, not guessed: digits alone are as likely an epoch number.
+# The ISO-8601 spellings converted without loss: extended format only, 't' and 'z' as RFC 3339
+# allows them too. Basic format ('20240301T1230') is refused, not guessed: digits alone are as
+# likely an epoch number.
 _ISO_EXTENDED = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?"
 )
 _UNIX_EPOCH = datetime(1970, 1, 1)
 EPOCH_UNITS = {"seconds": 1_000_000, "milliseconds": 1_000}  # microseconds per unit
@@ -113,7 +114,7 @@ def canonical_timestamp(value: object) -> str | None:
     if not isinstance(value, str) or not _ISO_EXTENDED.fullmatch(value):
         return None
     try:
-        dt = datetime.fromisoformat(value)
+        dt = datetime.fromisoformat(value.upper())  # Python reads 'T' and 'Z' only
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
