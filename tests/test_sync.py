@@ -557,6 +557,26 @@ def test_a_target_changed_behind_the_tools_back_is_refused(
     assert NOTHING in again.stdout, explain(again)
 
 
+def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:
+    """The row count alone would not show it: one pattern deleted, one inserted by someone else."""
+    pg_query(
+        pg_url,
+        "INSERT INTO recurring_patterns (id, task_id, user_id, frequency, interval, is_active, created_at) "
+        "SELECT max(id) + 1, min(task_id), min(user_id), 'daily', 1, true, now() FROM recurring_patterns",
+        autocommit=True,
+    )
+    pg_query(
+        pg_url,
+        "DELETE FROM recurring_patterns WHERE id = (SELECT min(id) FROM recurring_patterns)",
+        autocommit=True,
+    )
+    assert_failure(
+        cli(migrated_db, pg_url, "--sync"),
+        1,
+        "recurring_patterns: 1 row inserted or updated by someone else, 1 of the rows left deleted or updated",
+    )
+
+
 def test_a_target_without_a_ledger_is_refused(migrated_db: Path, pg_url: str) -> None:
     """Migrated by an older version, or by hand: nothing says what was left there."""
     pg_query(pg_url, "DROP TABLE todo_migration_ledger", autocommit=True)

@@ -145,6 +145,9 @@ def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str
     parts = [f"{entry.rows:,} rows left, {rows:,} now"] if rows != entry.rows else []
     if foreign:
         parts.append(f"{foreign:,} {'row' if foreign == 1 else 'rows'} inserted or updated by someone else")
+    gone = entry.rows - (rows - foreign)  # of the rows left: deleted, or updated (a new xmin)
+    if gone > 0:
+        parts.append(f"{gone:,} of the rows left deleted or updated")
     return ", ".join(parts)
 
 
