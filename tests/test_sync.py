@@ -364,12 +364,12 @@ def test_another_todo_db_than_last_time_is_said_before_anything_changes(
     src = sqlite3.connect(backup, isolation_level=None)
     src.execute("UPDATE tasks SET title = 'as the backup has it' WHERE id = 9")
     src.close()
-    for args in (["--dry-run"], []):
+    for args in (["--dry-run", "--quiet"], ["--dry-run"], []):  # a scripted (--quiet) run sees it too
         result = ok(backup, pg_url, "--sync", *args)
-        assert f"the last migrate/sync read {migrated_db.resolve()}" in result.stdout, explain(result)
+        assert f"the last migrate/sync read {migrated_db.resolve()}" in result.stderr, explain(result)
     compare(backup, pg_url)
     again = ok(backup, pg_url, "--sync")
-    assert "the last migrate/sync read" not in again.stdout, explain(again)
+    assert "the last migrate/sync read" not in again.stdout + again.stderr, explain(again)
 
 
 def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
@@ -814,11 +814,11 @@ def test_reverse_sync_says_when_postgresql_is_another_than_last_time(
     database to keep todo.db equal to: said, then done as told."""
     ok(migrated_db, pg_url, "--schema", "elsewhere")
     result = back_ok(pg_url, exported_db, "--sync", "--schema", "elsewhere")
-    assert "the last export/sync read" in result.stdout and "(schema public)" in result.stdout, explain(
+    assert "the last export/sync read" in result.stderr and "(schema public)" in result.stderr, explain(
         result
     )
     same = back_ok(pg_url, exported_db, "--sync")
-    assert "the last export/sync read" not in same.stdout, explain(same)
+    assert "the last export/sync read" not in same.stdout + same.stderr, explain(same)
 
 
 def test_reverse_sync_refuses_a_timestamp_the_app_cannot_keep(exported_db: Path, pg_url: str) -> None:

@@ -177,11 +177,17 @@ def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
     change in place, and fine to replace when empty; one still holding changes would be replayed
     into the new file, so replacing waits until SQLite has put them into this one."""
     journal = Path(f"{dest}-journal")
-    if journal.exists():
+    if journal.exists() and _lock_held(dest, _DB_LOCK_BYTES):
         raise UsageError(
             f"{str(dest)!r} is open in an app ({journal.name} beside it): {doing} it would lose "
             "what that app writes",
             "stop the app (it removes the file when it closes the database), then re-run",
+        )
+    if journal.exists():
+        raise UsageError(
+            f"{str(dest)!r} has a hot rollback journal ({journal.name} beside it, no app holding it: a "
+            f"write was interrupted): {doing} it now would leave the journal to be played into it",
+            f'let SQLite roll it back first: sqlite3 {dest} "PRAGMA integrity_check", then re-run',
         )
     wal = Path(f"{dest}-wal")
     if wal.exists() and _wal_in_use(dest):
@@ -204,29 +210,37 @@ def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
 
 # struct flock, as fcntl(F_GETLK) takes it: Linux (x86-64, arm64) and macOS lay it out differently.
 _FLOCK = "qqihh" if sys.platform == "darwin" else "hhqqi4x"
-_SHM_DMS_BYTE = 128  # SQLite's unix VFS: every connection holds a read lock here while it is open
+_SHM_DMS = (128, 1)  # SQLite's unix VFS: every WAL-mode connection holds a read lock here while open
+_DB_LOCK_BYTES = (0x40000000, 512)  # the database file's PENDING, RESERVED and SHARED lock bytes
 
 
 def _wal_in_use(db: Path) -> bool:
     """Whether another process has the WAL-mode file open: each of its connections holds a read
-    lock on one byte of the -shm file for as long as it is open (SQLite's POSIX advisory locks),
-    which F_GETLK sees without taking anything. Unsure (no -shm to read, another OS): in use."""
+    lock on one byte of the -shm file for as long as it is open."""
+    shm = Path(f"{db}-shm")
+    if not shm.exists():
+        return False  # a connection in WAL mode has the -shm: none is open
+    return _lock_held(shm, _SHM_DMS)
+
+
+def _lock_held(path: Path, where: tuple[int, int]) -> bool:
+    """Whether another process holds a lock on those bytes of the file (SQLite's POSIX advisory
+    locks), as F_GETLK sees it: nothing is taken, no connection opened, so nothing (a hot
+    journal, a -wal) is rolled back or folded in by looking. Unsure (unreadable, another OS): held."""
     try:
         import fcntl
     except ImportError:
         return True
-    shm = Path(f"{db}-shm")
-    if not shm.exists():
-        return False  # a connection in WAL mode has the -shm: none is open
     try:
-        fd = os.open(shm, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return True
+    start, length = where
     try:
         probe = (
-            struct.pack(_FLOCK, _SHM_DMS_BYTE, 1, 0, fcntl.F_WRLCK, os.SEEK_SET)
+            struct.pack(_FLOCK, start, length, 0, fcntl.F_WRLCK, os.SEEK_SET)
             if sys.platform == "darwin"
-            else struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS_BYTE, 1, 0)
+            else struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
         )
         answer = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, probe))
     except OSError:

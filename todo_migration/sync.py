@@ -306,8 +306,7 @@ def warn_if_another_file(run: Run, recorded: set[str | None]) -> None:
     current = str(run.options.sqlite_path.resolve())
     others = sorted(s for s in recorded if s and os.path.isabs(s) and s != current)
     if others:
-        run.console.step(
-            "⚠️",
+        run.console.warn(  # on stderr, even with --quiet
             f"the last migrate/sync read {others[0]}; this one reads {current}: PostgreSQL is made equal to it",
         )
         run.report.warnings.append(f"another todo.db than last time: {others[0]} then, {current} now")

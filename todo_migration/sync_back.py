@@ -139,8 +139,7 @@ def _warn_if_another_database(run: Run, recorded: str | None) -> None:
     last export/sync read (older ledgers recorded the server and database without the schema)."""
     o = run.options
     if recorded and recorded not in (postgres_named(o), o.target.masked):
-        run.console.step(
-            "⚠️",
+        run.console.warn(  # on stderr, even with --quiet
             f"the last export/sync read {recorded}; this one reads {postgres_named(o)}: todo.db is made equal to it",
         )
         run.report.warnings.append(
