@@ -821,6 +821,31 @@ def test_reverse_sync_says_when_postgresql_is_another_than_last_time(
     assert "the last export/sync read" not in same.stdout + same.stderr, explain(same)
 
 
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        ("CREATE UNIQUE INDEX uq_task_title ON tasks (user_id, title)", "unique index on (user_id, title), which"),
+        ("DROP INDEX ix_users_email; CREATE UNIQUE INDEX ix_users_email ON users (email COLLATE NOCASE)",
+         "not in the default collation"),
+        ("CREATE TRIGGER no_new_tasks BEFORE INSERT ON tasks BEGIN SELECT RAISE(ABORT, 'no'); END",
+         "trigger no_new_tasks"),
+    ],
+    ids=["extra-unique", "nocase", "trigger"],
+)  # fmt: skip
+def test_what_a_file_has_beyond_the_apps_schema_and_would_refuse_its_writes_is_named(
+    exported_db: Path, pg_url: str, statement: str, named: str
+) -> None:
+    src = sqlite3.connect(exported_db, isolation_level=None)
+    src.executescript(statement)
+    src.close()
+    before = file_digest(exported_db)
+    for args in (["--verify-only"], ["--sync"]):
+        result = back(pg_url, exported_db, *args)
+        assert_failure(result, 1, "schema differs", "--reverse --force-recreate")
+        assert named in result.stdout, explain(result)  # every difference listed above the line
+        assert file_digest(exported_db) == before
+
+
 def test_reverse_sync_refuses_a_timestamp_the_app_cannot_keep(exported_db: Path, pg_url: str) -> None:
     """As the export: named by the dry run and the real run alike, todo.db unchanged."""
     pg_query(pg_url, "UPDATE tasks SET due_date = '10000-01-01' WHERE id = 4", autocommit=True)

@@ -403,15 +403,11 @@ def file_schema_differences(conn: sqlite3.Connection, tables: list[Table]) -> li
                 problems.append(f"{table.name}.{col.name}: column missing")
             elif not col.nullable and not col.primary_key and not columns[col.name]:
                 problems.append(f"{table.name}.{col.name}: NOT NULL missing")
-        indexes = set()
-        for row in conn.execute(f"PRAGMA main.index_list({_quoted(table.name)})"):
-            info = conn.execute(f"PRAGMA main.index_info({_quoted(_text(row[1]))})").fetchall()
-            indexes.add((tuple(_text(r[2]) for r in info), bool(row[2])))
-        for columns_, unique in _expected_indexes(table):
-            if (columns_, unique) not in indexes:
-                problems.append(
-                    f"{table.name}: {'unique index' if unique else 'index'} on ({_cols(columns_)}) missing"
-                )
+        problems += _file_index_differences(conn, table)
+        for (trigger,) in conn.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table.name,)
+        ):
+            problems.append(f"{table.name}: trigger {_text(trigger)} (the app creates none)")
         keys = {
             (_text(r[3]), _text(r[2]), _text(r[4]), _text(r[6]).upper())
             for r in conn.execute(f"PRAGMA main.foreign_key_list({_quoted(table.name)})")
@@ -428,6 +424,37 @@ def file_schema_differences(conn: sqlite3.Connection, tables: list[Table]) -> li
                     f"{table.name}: foreign key ({fk.parent.name}) → {fk.column.table.name}({fk.column.name}) "
                     f"ON DELETE {want[3]} missing"
                 )
+    return problems
+
+
+def _file_index_differences(conn: sqlite3.Connection, table: Table) -> list[str]:
+    """The app's indexes, each as a full index in SQLite's default collation; and no unique index
+    the app does not make (partial or NOCASE ones included): it would refuse rows the app writes."""
+    plain, odd = set(), []
+    for row in conn.execute(f"PRAGMA main.index_list({_quoted(table.name)})"):
+        name, unique, partial = _text(row[1]), bool(row[2]), bool(row[4])
+        keys = [r for r in conn.execute(f"PRAGMA main.index_xinfo({_quoted(name)})") if r[5]]
+        columns = tuple(_text(r[2]) for r in keys)
+        if partial or any(_text(r[4]).upper() != "BINARY" for r in keys):
+            odd.append((name, columns, unique))
+        else:
+            plain.add((columns, unique))
+    expected = _expected_indexes(table)
+    problems = [
+        f"{table.name}: {'unique index' if unique else 'index'} on ({_cols(columns)}) missing"
+        for columns, unique in expected
+        if (columns, unique) not in plain
+    ]
+    problems += [
+        f"{table.name}: unique index on ({_cols(columns)}), which the app does not make"
+        for columns, unique in sorted(plain)
+        if unique and (columns, True) not in expected
+    ]
+    problems += [
+        f"{table.name}: unique index {name} on ({_cols(columns)}) is partial or not in the default collation"
+        for name, columns, unique in odd
+        if unique
+    ]
     return problems
 
 
