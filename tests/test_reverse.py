@@ -840,6 +840,24 @@ def test_verify_only_passes_after_an_export_and_names_a_changed_value(sample_db,
     assert "--sync" in forward_check.stdout + forward_check.stderr, explain(forward_check)
 
 
+def test_verify_only_names_each_difference_once_with_the_side_it_is_on(sample_db, pg_url, tmp_path):
+    migrated(sample_db, pg_url)
+    dest = destination(tmp_path)
+    exported(pg_url, dest)
+    conn = sqlite3.connect(dest, isolation_level=None)
+    conn.execute(
+        "INSERT INTO users (email, username, hashed_password, is_active, created_at) "
+        "VALUES ('n@example.com', 'newcomer', 'x', 1, '2024-01-01 00:00:00.000000')"
+    )
+    conn.execute("UPDATE tasks SET title = 'sqlite side' WHERE id = 3")
+    conn.close()
+    result = export(pg_url, dest, "--verify-only")
+    assert result.returncode == 1, explain(result)
+    new_id = sqlite_rows(dest, "users")[-1][0]
+    assert result.stdout.count(f"users id {new_id}: row only in todo.db") == 1, explain(result)
+    assert "tasks id 3 column title: todo.db 'sqlite side' != PostgreSQL" in result.stdout, explain(result)
+
+
 def test_report_and_quiet(sample_db, pg_url, tmp_path):
     migrated(sample_db, pg_url)
     dest = destination(tmp_path)

@@ -141,7 +141,7 @@ def print_checks(console: Console, checks: list[TableCheck], *, values: bool) ->
             f"{rejected}{shown}, {orphans} orphans, sequence {check.sequence_detail}"
         )
         if not check.rows_add_up:
-            console.detail(f"   ❌ {check.problem()}")
+            console.detail(f"   ❌ {check.counts()}")  # the differing rows, if found, below: each once
         for m in check.mismatches:
             console.detail(f"   ❌ {m.describe()}")
 

@@ -33,10 +33,11 @@ class Mismatch:
     target: str | None
 
     def describe(self) -> str:
+        """Both sides by name: the same words whichever side is kept (--verify-only either way)."""
         if self.column == "(row)":
-            where = "only in the source" if self.target is None else "only in PostgreSQL"
+            where = "only in todo.db" if self.target is None else "only in PostgreSQL"
             return f"{self.table} id {self.id}: row {where}"
-        return f"{self.table} id {self.id} column {self.column}: source {self.source!r} != target {self.target!r}"
+        return f"{self.table} id {self.id} column {self.column}: todo.db {self.source!r} != PostgreSQL {self.target!r}"
 
 
 @dataclass
@@ -66,15 +67,18 @@ class TableCheck:
     def ok(self) -> bool:
         return self.rows_add_up and self.checksum_ok and not any(self.orphans.values()) and self.sequence_ok
 
+    def counts(self) -> str:
+        return (
+            f"{self.table}: todo.db has {self.source_rows:,} rows, {self.rejected_rows:,} rejected, "
+            f"{self.sent_rows:,} sent, PostgreSQL holds {self.target_rows:,}"
+        )
+
     def problem(self) -> str:
         """The first thing wrong, in words."""
         if self.mismatches:
             return self.mismatches[0].describe()
         if not self.rows_add_up:
-            return (
-                f"{self.table}: todo.db has {self.source_rows:,} rows, {self.rejected_rows:,} rejected, "
-                f"{self.sent_rows:,} sent, PostgreSQL holds {self.target_rows:,}"
-            )
+            return self.counts()
         if not self.checksum_ok:
             return f"{self.table}: the values differ"
         if any(self.orphans.values()):
