@@ -21,6 +21,7 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as PgCursor
 
 from . import __version__
+from .source import as_text
 
 LEDGER_TABLE = "todo_migration_ledger"
 FINGERPRINT_SLICE = 1024 * 1024  # bytes of fingerprints written or read in one statement
@@ -165,14 +166,16 @@ class FileEntry:
     sha256: str
 
 
+def _in_file(db: sqlite3.Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return db.execute(query, (LEDGER_TABLE,)).fetchone() is not None
+
+
 def read_file_entries(db: sqlite3.Connection) -> dict[str, FileEntry]:
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEDGER_TABLE,)
-    ).fetchone()
-    if not exists:
+    if not _in_file(db):
         return {}
     rows = db.execute(f"SELECT table_name, rows, sha256 FROM {LEDGER_TABLE}").fetchall()
-    return {_text(t): FileEntry(_text(t), n, _text(h)) for t, n, h in rows}
+    return {as_text(t): FileEntry(as_text(t), n, as_text(h)) for t, n, h in rows}
 
 
 def record_in_file(db: sqlite3.Connection, entries: list[FileEntry], *, job: str, source: str) -> None:
@@ -191,11 +194,8 @@ def record_in_file(db: sqlite3.Connection, entries: list[FileEntry], *, job: str
 
 def file_source(db: sqlite3.Connection) -> str | None:
     """The PostgreSQL database the last export/sync of this todo.db read, as recorded."""
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEDGER_TABLE,)
-    ).fetchone()
-    row = db.execute(f"SELECT source FROM {LEDGER_TABLE} LIMIT 1").fetchone() if exists else None
-    return _text(row[0]) if row else None
+    row = db.execute(f"SELECT source FROM {LEDGER_TABLE} LIMIT 1").fetchone() if _in_file(db) else None
+    return as_text(row[0]) if row else None
 
 
 def file_changed(entries: dict[str, FileEntry], now: dict[str, FileEntry]) -> list[str]:
@@ -213,7 +213,3 @@ def file_changed(entries: dict[str, FileEntry], now: dict[str, FileEntry]) -> li
             )
             changed.append(f"{table}: {rows}")
     return changed
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

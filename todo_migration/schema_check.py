@@ -19,6 +19,8 @@ from sqlalchemy import Column, Index, Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import DefaultClause
 
+from .source import as_text, quote_ident
+
 DIALECT = postgresql.dialect()
 
 _COLUMNS_SQL = """
@@ -393,7 +395,8 @@ def file_schema_differences(conn: sqlite3.Connection, tables: list[Table]) -> li
     problems = []
     for table in tables:
         columns = {
-            _text(r[1]): bool(r[3]) for r in conn.execute(f"PRAGMA main.table_info({_quoted(table.name)})")
+            as_text(r[1]): bool(r[3])
+            for r in conn.execute(f"PRAGMA main.table_info({quote_ident(table.name)})")
         }
         if not columns:
             problems.append(f"{table.name}: table missing")
@@ -407,10 +410,10 @@ def file_schema_differences(conn: sqlite3.Connection, tables: list[Table]) -> li
         for (trigger,) in conn.execute(
             "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table.name,)
         ):
-            problems.append(f"{table.name}: trigger {_text(trigger)} (the app creates none)")
+            problems.append(f"{table.name}: trigger {as_text(trigger)} (the app creates none)")
         keys = {
-            (_text(r[3]), _text(r[2]), _text(r[4]), _text(r[6]).upper())
-            for r in conn.execute(f"PRAGMA main.foreign_key_list({_quoted(table.name)})")
+            (as_text(r[3]), as_text(r[2]), as_text(r[4]), as_text(r[6]).upper())
+            for r in conn.execute(f"PRAGMA main.foreign_key_list({quote_ident(table.name)})")
         }
         for fk in table.foreign_keys:
             want = (
@@ -431,11 +434,11 @@ def _file_index_differences(conn: sqlite3.Connection, table: Table) -> list[str]
     """The app's indexes, each as a full index in SQLite's default collation; and no unique index
     the app does not make (partial or NOCASE ones included): it would refuse rows the app writes."""
     plain, odd = set(), []
-    for row in conn.execute(f"PRAGMA main.index_list({_quoted(table.name)})"):
-        name, unique, partial = _text(row[1]), bool(row[2]), bool(row[4])
-        keys = [r for r in conn.execute(f"PRAGMA main.index_xinfo({_quoted(name)})") if r[5]]
-        columns = tuple(_text(r[2]) for r in keys)
-        if partial or any(_text(r[4]).upper() != "BINARY" for r in keys):
+    for row in conn.execute(f"PRAGMA main.index_list({quote_ident(table.name)})"):
+        name, unique, partial = as_text(row[1]), bool(row[2]), bool(row[4])
+        keys = [r for r in conn.execute(f"PRAGMA main.index_xinfo({quote_ident(name)})") if r[5]]
+        columns = tuple(as_text(r[2]) for r in keys)
+        if partial or any(as_text(r[4]).upper() != "BINARY" for r in keys):
             odd.append((name, columns, unique))
         else:
             plain.add((columns, unique))
@@ -456,11 +459,3 @@ def _file_index_differences(conn: sqlite3.Connection, table: Table) -> list[str]
         if unique
     ]
     return problems
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

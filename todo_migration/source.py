@@ -273,26 +273,27 @@ def open_source(path: Path) -> Source:
     )
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
+    """A name or value SQLite handed back as bytes (connections here read text as bytes)."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:
     master = [
-        tuple(_text(v) if v is not None else None for v in row)
+        tuple(as_text(v) if v is not None else None for v in row)
         for row in conn.execute("SELECT type, name, tbl_name, sql FROM main.sqlite_master")
     ]
     names = sorted(name for kind, name, _, _ in master if kind == "table" and not name.startswith("sqlite_"))
     sequences = {}
     if any(name == "sqlite_sequence" for _, name, _, _ in master):
         sequences = {
-            _text(n).lower(): s for n, s in conn.execute("SELECT name, seq FROM main.sqlite_sequence")
+            as_text(n).lower(): s for n, s in conn.execute("SELECT name, seq FROM main.sqlite_sequence")
         }
     tables = {}
     for name in names:
         quoted = quote_ident(name)
         info = [
-            [_text(v) if isinstance(v, bytes) else v for v in r]
+            [as_text(v) if isinstance(v, bytes) else v for v in r]
             for r in conn.execute(f"PRAGMA main.table_info({quoted})")
         ]
         columns = [r[1] for r in info]
@@ -366,7 +367,7 @@ def schema_objects(source: Source, known_indexes: set[str]) -> list[SchemaObject
     ).fetchall()
     found = []
     for kind, name, table in rows:
-        kind, name, table = _text(kind), _text(name), _text(table)
+        kind, name, table = as_text(kind), as_text(name), as_text(table)
         if kind == "index" and name in known_indexes:
             continue
         found.append(SchemaObject(kind, name, table))
