@@ -9,6 +9,7 @@ are on events (a line from the writer process, a backend in pg_stat_activity), n
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -788,6 +789,43 @@ def test_overwrite_changes_on_a_file_that_already_agrees_records_the_ledger(
     again = back_ok(pg_url, exported_db, "--sync")
     assert "todo.db already equals PostgreSQL" in again.stdout, explain(again)
     assert file_digest(exported_db) == before
+
+
+def test_reverse_sync_on_a_full_disk_leaves_todo_db_as_it_was(exported_db: Path, pg_url: str) -> None:
+    """`ulimit -f` just above todo.db's size: the catch-up cannot grow the file, as on a full disk.
+    One line that says so and that the file was left as it was; and it was."""
+    pg_query(
+        pg_url,
+        "INSERT INTO tasks (title, description, user_id, created_at) "
+        "SELECT 'bulk ' || n, repeat('x', 2000), 1, '2026-11-25 10:00:00' FROM generate_series(1, 2000) AS n",
+        autocommit=True,
+    )
+    before = file_digest(exported_db)
+    limit_kb = exported_db.stat().st_size // 1024 + 64
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--reverse",
+        "--sync",
+        "--postgres-url",
+        pg_url,
+        "--sqlite-path",
+        str(exported_db),
+    ]
+    result = subprocess.run(
+        ["bash", "-c", f'ulimit -f {limit_kb} && exec "$@"', "bash", *argv],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ENVIRONMENT")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    line = assert_failure(result, 1, "no room to write", "left as it was")
+    assert "free space" in line.lower()
+    assert file_digest(exported_db) == before, "todo.db changed"
+    assert not Path(f"{exported_db}-journal").exists()
+    back_ok(pg_url, exported_db, "--sync")
+    assert_file_equals_postgres(exported_db, pg_url)
 
 
 def test_reverse_sync_and_verify_only_check_the_files_schema(exported_db: Path, pg_url: str) -> None:

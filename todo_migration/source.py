@@ -189,6 +189,37 @@ def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
     return MigrationError(f"reading {str(path)!r} failed: {msg}", target_untouched=True)
 
 
+def explain_sqlite_write_error(exc: sqlite3.Error, path: Path, *, rolled_back: bool) -> MigrationError:
+    """One line for each way writing to todo.db fails (--reverse --sync), saying whether the change
+    was rolled back; when not, its old pages wait in the -journal for the next reader."""
+    msg = str(exc)
+    low = msg.lower()
+    if rolled_back:
+        kept = f"{path.name} was left as it was"
+    else:
+        kept = f"{path.name}-journal holds the pages as they were; SQLite writes them back the next time the file is opened"
+    if "interrupt" in low and INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+    if "full" in low or "disk i/o" in low:
+        return MigrationError(
+            f"no room to write to {str(path)!r} ({msg}); {kept}",
+            f"free space in {path.parent} (the change and its rollback journal need room), then re-run",
+        )
+    if "readonly" in low or "read-only" in low:
+        return MigrationError(
+            f"cannot write to {str(path)!r} ({msg}); {kept}",
+            "make the file and its directory writable by this user (SQLite writes a journal beside it), then re-run",
+        )
+    if "locked" in low or "busy" in low:
+        return MigrationError(
+            f"{str(path)!r} is locked by another process (the app, running on SQLite again?); {kept}",
+            "stop whatever has it open, then re-run",
+        )
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return explain_sqlite_error(exc, path)
+    return MigrationError(f"writing to {str(path)!r} failed ({msg}); {kept}")
+
+
 def _nonempty(path: Path) -> bool:
     try:
         return path.stat().st_size > 0

@@ -42,7 +42,7 @@ from .options import Options
 from .output import Console
 from .plan import Plan, TablePlan
 from .report import RunReport
-from .source import Source, explain_sqlite_error
+from .source import Source, explain_sqlite_write_error
 from .steps import Run, VerificationFailed
 from .sync import DELETE_BATCH, print_delta, print_sync_summary, require_row_ids, unique_text_columns
 from .validate import all_canonical, assume_canonical
@@ -122,16 +122,28 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
         with run.phase("commit"):
             db.execute("COMMIT")
     except BaseException as exc:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        rolled_back = roll_back_file(db)
         if isinstance(exc, sqlite3.Error):
-            raise explain_sqlite_error(exc, o.sqlite_path) from None
+            raise explain_sqlite_write_error(exc, o.sqlite_path, rolled_back=rolled_back) from None
         raise
     finally:
         for d in deltas.values():
             d.close()
         db.close()
     return deltas
+
+
+def roll_back_file(db: sqlite3.Connection) -> bool:
+    """Undo this run's writes to todo.db; whether the file is back as it was. After an I/O error
+    (a full disk) SQLite has already ended the transaction but left the old pages in the
+    -journal: they are written back by the next read, so one is made here, not left to the app."""
+    try:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _warn_if_another_database(run: Run, recorded: str | None) -> None:
