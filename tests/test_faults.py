@@ -557,6 +557,38 @@ def test_corrupt_source_is_a_clear_error(sample_db, pg_url):
     assert_one_line_error(result, "corrupt", "integrity_check")
 
 
+@pytest.mark.parametrize(
+    ("errcode", "message", "said"),
+    [
+        ("disk_full", 'could not extend file "base/1/2": No space left on device', "ran out of disk space"),
+        (
+            "configuration_limit_exceeded",
+            "temporary file size exceeds temp_file_limit (64kB)",
+            "ran out of resources",
+        ),
+    ],
+    ids=["disk-full", "temp-file-limit"],
+)
+def test_server_out_of_room_is_said_as_such_not_as_a_lost_connection(
+    sample_db, pg_url, errcode, message, said
+):
+    """The server's own class-53 errors reach psycopg2 as OperationalErrors, as a dropped connection
+    does: raised here by the server itself (an event trigger on the index builds, after the COPY)."""
+    pg_query(
+        pg_url,
+        "CREATE FUNCTION todo_full() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"RAISE EXCEPTION USING ERRCODE = '{errcode}', MESSAGE = '{message}'; END $$; "
+        "CREATE EVENT TRIGGER todo_full ON ddl_command_end WHEN TAG IN ('CREATE INDEX') "
+        "EXECUTE FUNCTION todo_full()",
+        autocommit=True,
+    )
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
+    line = assert_one_line_error(result, said, message.split(":")[0], "nothing was changed")
+    assert "lost the connection" not in line and "network" not in line.lower()
+    assert result.returncode == 1
+    assert pg_tables(pg_url) == {}
+
+
 # --- --schema ------------------------------------------------------------------------------
 
 

@@ -325,22 +325,32 @@ def explain_run_error(
         return MigrationError(
             f"permission denied while {doing} on {target.masked}: {first}", fix, target_untouched=True
         )
+    # The server's own errors of class 53 (disk, memory, connections, temp_file_limit) are
+    # OperationalErrors to psycopg2 as a lost connection is: told apart by their SQLSTATE.
+    code = getattr(exc, "pgcode", None) or ""
+    if isinstance(exc, psycopg2.errors.DiskFull):
+        return MigrationError(
+            f"PostgreSQL ran out of disk space while {doing} ({first})",
+            "free space on the server (the data, its indexes and the WAL need room at once) and re-run",
+            target_untouched=True,
+        )
+    if code.startswith("53"):
+        return MigrationError(
+            f"PostgreSQL ran out of resources while {doing}: {first}",
+            "raise the server's limit named above (or ask its administrator) and re-run",
+            target_untouched=True,
+        )
     # A connection cut mid-COPY TO reaches psycopg2 as a bare status with no message from libpq.
     cut = "no message from the libpq" in msg or "server closed the connection" in msg
     if (
         cut
-        or isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
-        or (getattr(exc, "pgcode", None) or "").startswith(("08", "57P"))
+        or isinstance(exc, psycopg2.InterfaceError)
+        or (isinstance(exc, psycopg2.OperationalError) and not code)
+        or code.startswith(("08", "57P"))
     ):
         return MigrationError(
             f"lost the connection to PostgreSQL while {doing} ({first})",
             CONNECTION_LOST_HINT,
-            target_untouched=True,
-        )
-    if isinstance(exc, psycopg2.errors.DiskFull):
-        return MigrationError(
-            f"PostgreSQL ran out of disk space while {doing}",
-            "free space on the server and re-run",
             target_untouched=True,
         )
     return MigrationError(
