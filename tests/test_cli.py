@@ -13,11 +13,13 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from compare import compare
 from conftest import (
     ROOT,
     SCRIPT,
     TABLES,
     assert_one_line_error,
+    explain,
     pg_query,
     pg_tables,
     run_cli,
@@ -353,6 +355,35 @@ def test_source_is_not_sqlite(tmp_path, pg_url, content):
     result = run_cli("--sqlite-path", str(bad), "--postgres-url", pg_url)
     assert_one_line_error(result, "--sqlite-path")
     assert result.returncode == 2
+
+
+def test_a_utf16_source_is_refused_with_a_conversion_that_works(sample_db, tmp_path, pg_url):
+    """PRAGMA encoding = 'UTF-16le', as some Windows tools make SQLite files: the same values, each
+    text stored as UTF-16. Read as UTF-8 bytes they looked full of NULs (nul_byte on every value)."""
+    utf16 = tmp_path / "todo16.db"
+    src, dst = sqlite3.connect(sample_db), sqlite3.connect(utf16)
+    dst.execute("PRAGMA encoding = 'UTF-16le'")
+    schema = "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index'"
+    for (statement,) in src.execute(schema).fetchall():
+        dst.execute(statement)
+    for (table,) in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        rows = src.execute(f"SELECT * FROM {table}").fetchall()
+        dst.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    dst.execute("UPDATE tasks SET title = 'café ☕ ' || title WHERE id = 3")
+    dst.commit()
+    src.close(), dst.close()
+    before = utf16.read_bytes()
+    result = run_cli("--sqlite-path", str(utf16), "--postgres-url", pg_url)
+    line = assert_one_line_error(result, "UTF-16le", ".dump")
+    assert result.returncode == 2 and "nul_byte" not in result.stdout + result.stderr
+    assert pg_tables(pg_url) == {} and utf16.read_bytes() == before
+    command = line.split("pass that: ", 1)[1].rstrip(".")
+    subprocess.run(["bash", "-c", command], check=True, cwd=tmp_path)
+    copy = tmp_path / "todo16-utf8.db"
+    result = run_cli("--sqlite-path", str(copy), "--postgres-url", pg_url)
+    assert result.returncode == 0, explain(result)
+    compare(copy, pg_url)
+    assert pg_query(pg_url, "SELECT title FROM tasks WHERE id = 3")[0][0].startswith("café ☕ ")
 
 
 def test_source_without_the_app_tables(tmp_path, pg_url):

@@ -269,6 +269,22 @@ def _start_snapshot(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
+def _refuse_unless_utf8(conn: sqlite3.Connection, path: Path) -> None:
+    """A file that stores text as UTF-16 (PRAGMA encoding; some Windows tools make them) hands
+    CAST(text AS BLOB) its UTF-16 bytes, which every byte-level test here reads as UTF-8: its
+    ASCII would look full of NUL bytes. Refused with the one-line conversion, never guessed at."""
+    encoding = as_text(conn.execute("PRAGMA encoding").fetchone()[0])
+    if encoding.upper() == "UTF-8":
+        return
+    conn.close()
+    raise UsageError(
+        f"{str(path)!r} stores its text as {encoding}; this tool reads SQLite files in UTF-8, "
+        "the encoding the app's SQLAlchemy creates",
+        f"make a UTF-8 copy (it holds the same values) and pass that: "
+        f"sqlite3 {path} .dump | sqlite3 {path.with_name(path.stem + '-utf8.db')}",
+    )
+
+
 def open_source(path: Path) -> Source:
     """Open read-only, start the snapshot, and describe what is inside."""
     path = Path(path).expanduser()
@@ -289,6 +305,7 @@ def open_source(path: Path) -> Source:
         wal_index = WalIndex.open(path) if str(journal_mode).lower() == "wal" and not immutable else None
         wal_header = wal_index.header() if wal_index is not None else None
         _start_snapshot(conn)
+        _refuse_unless_utf8(conn, path)
         conn.execute("ATTACH DATABASE '' AS scratch")  # private temp file, gone on close
         tables = _inspect(conn)
     except sqlite3.Error as exc:
