@@ -558,6 +558,36 @@ def test_a_target_changed_behind_the_tools_back_is_refused(
     assert NOTHING in again.stdout, explain(again)
 
 
+def test_a_failed_sync_never_moves_a_sequence_back(migrated_db: Path, pg_url: str) -> None:
+    """setval is not rolled back: a sync that deletes the highest ids and then fails (here its
+    verification, as a trigger changes what it stores) must not leave the sequence behind rows
+    PostgreSQL still holds, or the app's next insert fails on a duplicate key."""
+    top = pg_query(pg_url, "SELECT max(id) FROM tasks")[0][0]
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("DELETE FROM recurring_patterns WHERE task_id >= ?", (top - 1,))
+    src.execute("UPDATE tasks SET parent_task_id = NULL WHERE parent_task_id >= ?", (top - 1,))
+    src.execute("DELETE FROM tasks WHERE id >= ?", (top - 1,))
+    src.execute("UPDATE tasks SET title = 'lower case' WHERE id = 5")
+    src.close()
+    pg_query(
+        pg_url,
+        "CREATE FUNCTION todo_upper() RETURNS trigger LANGUAGE plpgsql AS "
+        "'BEGIN NEW.title := upper(NEW.title); RETURN NEW; END'; "
+        "CREATE TRIGGER todo_upper BEFORE INSERT OR UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION todo_upper()",
+        autocommit=True,
+    )
+    before = target_state(pg_url)
+    assert_failure(cli(migrated_db, pg_url, "--sync"), 1, "verification failed", "nothing was changed")
+    assert target_state(pg_url) == before
+    pg_query(pg_url, "DROP TRIGGER todo_upper ON tasks", autocommit=True)
+    nxt = pg_query(
+        pg_url,
+        "INSERT INTO tasks (title, user_id, created_at) VALUES ('app', 1, now()) RETURNING id",
+        autocommit=True,
+    )[0][0]
+    assert nxt > top
+
+
 def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:
     """The row count alone would not show it: one pattern deleted, one inserted by someone else."""
     pg_query(

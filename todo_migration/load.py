@@ -355,9 +355,17 @@ def high_water_id(source: Source, tp: TablePlan) -> int:
     return min(max(candidates, default=0), INT32_MAX)
 
 
-def reset_sequence(cur: PgCursor, tp: TablePlan, high_water: int) -> int | None:
+def reset_sequence(
+    cur: PgCursor, tp: TablePlan, high_water: int, *, forward_only: bool = False
+) -> int | None:
     """Set the id sequence past max(id) and todo.db's high-water mark, so the app's next insert
-    gets a fresh id; where every id is 0 or below, the sequence starts at 1."""
+    gets a fresh id; where every id is 0 or below, the sequence starts at 1.
+
+    `forward_only` (a sync, into a table that was in use): a sequence already past both is left
+    alone. setval is not undone by ROLLBACK, so moving one back in a run that then fails would
+    leave PostgreSQL handing out ids its rows already hold."""
+    if forward_only and _sequence_past(cur, tp, high_water):
+        return None
     cur.execute(
         sql.SQL(
             "SELECT setval(pg_get_serial_sequence(%s, %s), greatest(coalesce(max({pk}), 0), %s, 1), "
@@ -366,6 +374,22 @@ def reset_sequence(cur: PgCursor, tp: TablePlan, high_water: int) -> int | None:
         (qualified(tp), tp.pk, high_water, high_water),
     )
     return cur.fetchone()[0]
+
+
+def _sequence_past(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:
+    """Whether the last id the sequence handed out is at or past max(id) and the high-water mark."""
+    cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
+    seq = cur.fetchone()[0]
+    if seq is None:
+        return False
+    cur.execute(
+        sql.SQL(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {seq}) "
+            ">= greatest((SELECT max({pk}) FROM {t}), %s)"
+        ).format(seq=sql.SQL(seq), pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp))),
+        (high_water,),
+    )
+    return bool(cur.fetchone()[0])
 
 
 def sequence_behind(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:

@@ -418,7 +418,7 @@ def apply_changes(
             if delta.inserted or delta.updated:
                 upsert(cur, tp, delta.rows_to_send)
         for tp in plan.tables:
-            reset_sequence(cur, tp, marks.get(tp.name, 0))
+            reset_sequence(cur, tp, marks.get(tp.name, 0), forward_only=True)
 
 
 def index_children_of_deletes(cur: PgCursor, plan: Plan, deltas: dict[str, TableDelta]) -> list[str]:
