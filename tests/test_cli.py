@@ -306,6 +306,20 @@ def test_report_is_written_as_json(sample_db, pg_url, tmp_path):
     assert json.loads(report.read_text())["result"] == "failed"
 
 
+@pytest.mark.parametrize("where", ["missing-directory", "a-directory"])
+@pytest.mark.parametrize("flag", ["--report", "--rejects"])
+def test_an_output_that_cannot_be_written_is_refused_before_anything(
+    sample_db, pg_url, tmp_path, where, flag
+):
+    """Found only at the end, an unwritable --report turned a committed migration into exit 1."""
+    path = tmp_path / "nope" / "out.json" if where == "missing-directory" else tmp_path
+    extra = ["--on-invalid", "skip"] if flag == "--rejects" else []
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, flag, str(path), *extra)
+    assert_one_line_error(result, flag, "directory")
+    assert result.returncode == 2
+    assert pg_tables(pg_url) == {}
+
+
 def test_never_modifies_the_source(sample_db, pg_url):
     before = sample_db.read_bytes(), sample_db.stat().st_mtime_ns
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0

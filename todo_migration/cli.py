@@ -145,10 +145,32 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
         )
     report = Path(args.report).expanduser() if args.report else None
     refuse_output_over_source(sqlite_path, {"--report": report})
+    for flag, path in (("--report", report), ("--rejects", rejects)):
+        refuse_unwritable_output(flag, path)
     rejects = rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
     if args.on_invalid == "skip":
         refuse_output_over_source(sqlite_path, {"--rejects": rejects, "--report": report})
     return rejects, report
+
+
+def refuse_unwritable_output(flag: str, path: Path | None) -> None:
+    """A file the run writes at its end must be writable before anything else happens: found
+    only after COMMIT, it turned a migration that succeeded into an exit 1."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(
+            f"{flag} {path} is a directory", f"pass a file name, e.g. {flag} {path / path.name}.json"
+        )
+    if not parent.is_dir():
+        raise UsageError(
+            f"{flag} {path}: the directory {parent} does not exist", "create it, or pass another path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(
+            f"{flag} {path} cannot be written (permission denied)", "pass a path you can write to"
+        )
 
 
 def options_from(args: argparse.Namespace, rejects: Path | None, report: Path | None) -> Options:
