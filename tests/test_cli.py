@@ -222,6 +222,26 @@ def test_dry_run_fails_when_the_real_run_would(sample_db, pg_url):
     assert pg_tables(pg_url) == {"recurring_patterns": 3, "tasks": 23, "users": 5}
 
 
+@pytest.mark.parametrize(
+    ("other", "name"),
+    [
+        ("CREATE TABLE other (x text); CREATE INDEX idx_tasks_user_id ON other (x)", "idx_tasks_user_id"),
+        ("CREATE TABLE tasks_pkey (x int)", "tasks_pkey"),
+        ("CREATE SEQUENCE tasks_id_seq", "tasks_id_seq"),
+    ],
+    ids=["index-of-another-table", "table-named-like-a-key", "loose-sequence"],
+)
+def test_a_name_the_models_need_taken_by_something_else_fails_the_dry_run_too(sample_db, pg_url, other, name):
+    """The index builds would fail after the whole copy (which a dry run, building no indexes, did
+    not see), or PostgreSQL would quietly name the key or sequence tasks_pkey1 / tasks_id_seq1."""
+    pg_query(pg_url, other, autocommit=True)
+    for args in (["--dry-run"], []):
+        result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, *args)
+        assert_one_line_error(result, "already uses names the models give", name, "RENAME")
+        assert result.returncode == 1
+    assert not {"users", "tasks", "recurring_patterns"} & set(pg_tables(pg_url))
+
+
 def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
     pg_server.execute("DROP ROLE IF EXISTS app_limited")
     pg_server.execute("CREATE ROLE app_limited LOGIN PASSWORD 'limited-pw'")

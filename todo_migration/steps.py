@@ -243,6 +243,41 @@ def create_tables(run: Run, cur: PgCursor, plan: Plan, existing: dict[str, int])
         for tp in plan.tables:
             cur.execute(create_table_sql(tp))
             run.console.detail(f"✅ {qualified(tp)}")
+        refuse_taken_names(cur, plan, run.options.schema)
+
+
+def refuse_taken_names(cur: PgCursor, plan: Plan, schema: str) -> None:
+    """The names the models give their keys, indexes and sequences must be free in the schema (our
+    own tables are new, so whatever holds one belongs to something else). Otherwise the index
+    builds fail after the whole copy, which the dry run (no indexes) cannot see, and PostgreSQL
+    silently names a primary key or a sequence 'tasks_pkey1' instead. Checked by dry runs too."""
+    wanted = {}  # name -> what the models make of it
+    for tp in plan.tables:
+        wanted[f"{tp.name}_pkey"] = f"the primary key of {tp.name}"
+        for index in tp.table.indexes:
+            wanted[index.name] = f"an index on {tp.name}"
+    cur.execute(
+        "SELECT c.relname, CASE c.relkind WHEN 'i' THEN 'an index' WHEN 'S' THEN 'a sequence' "
+        "WHEN 'v' THEN 'a view' ELSE 'a table' END, coalesce(t.relname, '') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE n.nspname = %s AND c.relname = ANY(%s) ORDER BY 1",
+        (schema, list(wanted)),
+    )
+    taken = [(name, f"{kind}{' on ' + table if table else ''}") for name, kind, table in cur.fetchall()]
+    for tp in plan.tables:
+        cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
+        got = (cur.fetchone()[0] or "").rsplit(".", 1)[-1].strip('"')
+        if got and got != f"{tp.name}_{tp.pk}_seq":
+            taken.append((f"{tp.name}_{tp.pk}_seq", "another relation"))
+            wanted[f"{tp.name}_{tp.pk}_seq"] = f"the id sequence of {tp.name}"
+    if taken:
+        listing = "; ".join(f"{name} is {what}, the name of {wanted[name]}" for name, what in taken)
+        raise MigrationError(
+            f"schema {schema} already uses names the models give: {listing}",
+            "rename or drop those (ALTER INDEX/TABLE/SEQUENCE … RENAME TO …), or use --schema with another schema",
+            target_untouched=True,
+        )
 
 
 def copy_rows(
