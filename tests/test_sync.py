@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -586,6 +587,46 @@ def test_a_failed_sync_never_moves_a_sequence_back(migrated_db: Path, pg_url: st
         autocommit=True,
     )[0][0]
     assert nxt > top
+
+
+def test_a_user_granted_less_than_a_sync_needs_is_told_the_grants(tmp_path: Path, pg_server, pg_db) -> None:
+    """The app's own role, given the tables but not UPDATE on the sequences: the dry run says which
+    GRANTs are missing (it passed, and the real sync failed advising GRANT CREATE ON SCHEMA); with
+    them, a sync with many deletes works without owning the tables (no temporary index then)."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=200, users=8, patterns=10)
+    owner_url = pg_server.url(pg_db)
+    ok(db, owner_url)
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    pg_server.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw'")
+    try:
+        pg_server.execute(
+            f"GRANT USAGE ON SCHEMA public TO {role}; "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; "
+            f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+            pg_db,
+        )
+        src = sqlite3.connect(db, isolation_level=None)
+        src.execute("DELETE FROM recurring_patterns")
+        src.execute("UPDATE tasks SET parent_task_id = NULL")
+        src.execute("DELETE FROM tasks WHERE id <= 20")
+        src.close()
+        url = pg_server.url(pg_db, user=role, password="app-pw")
+        before = target_state(owner_url)
+        for extra in (["--dry-run"], []):
+            line = assert_failure(
+                cli(db, url, "--sync", *extra), 1, "lacks what a sync needs", "UPDATE on sequence"
+            )
+            assert "GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA" in line and "app-pw" not in line
+            assert "CREATE ON SCHEMA" not in line
+        assert target_state(owner_url) == before
+        pg_server.execute(f"GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}", pg_db)
+        ok(db, url, "--sync")
+        compare(db, owner_url)
+        line = assert_failure(cli(db, url, "--force-recreate", "--yes"), 1, "only the owner of", "OWNER TO")
+        assert "CREATE ON SCHEMA" not in line
+    finally:
+        pg_server.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+        pg_server.execute(f"DROP ROLE {role}")
 
 
 def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:

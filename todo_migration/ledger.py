@@ -89,15 +89,19 @@ def this_transaction(cur: PgCursor) -> int:
 
 
 def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source: str) -> None:
-    """Write (or replace) the entries, inside the caller's transaction."""
-    cur.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, rows bigint NOT NULL, "
-            "xids bigint[] NOT NULL, job text NOT NULL, source text NOT NULL, tool_version text NOT NULL, "
-            "written_at timestamptz NOT NULL DEFAULT now(), fingerprints bytea, recipe text)"
-        ).format(_ledger(schema))
-    )
-    if not _has_fingerprints(cur, schema):
+    """Write (or replace) the entries, inside the caller's transaction. The table is created only
+    where it is missing: even IF NOT EXISTS needs CREATE on the schema, which the app's own role,
+    granted only the tables, lacks."""
+    cur.execute("SELECT to_regclass(%s)", (_ledger(schema).as_string(cur),))
+    if cur.fetchone()[0] is None:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {} (table_name text PRIMARY KEY, rows bigint NOT NULL, "
+                "xids bigint[] NOT NULL, job text NOT NULL, source text NOT NULL, tool_version text NOT NULL, "
+                "written_at timestamptz NOT NULL DEFAULT now(), fingerprints bytea, recipe text)"
+            ).format(_ledger(schema))
+        )
+    elif not _has_fingerprints(cur, schema):
         cur.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN fingerprints bytea, ADD COLUMN recipe text").format(
                 _ledger(schema)

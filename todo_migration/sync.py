@@ -28,6 +28,7 @@ import time
 from typing import IO
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
@@ -121,6 +122,7 @@ def catch_up(
         with conn.cursor() as cur:
             session.begin(cur, read_only=False, lock_timeout=o.lock_timeout, wait=o.wait, schema=o.schema)
             check_target_tables(run, cur, plan)
+            refuse_missing_privileges(run, cur, plan)
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
             warn_if_another_file(run, {e.source for e in entries.values() if e is not None})
@@ -194,6 +196,36 @@ def check_target_tables(run: Run, cur: PgCursor, plan: Plan) -> None:
         raise MigrationError(
             f"PostgreSQL's tables differ from models.py in {plural(len(differences), 'place')}, e.g. {differences[0]}",
             "re-run the full migration with --force-recreate to rebuild them from the models",
+            target_untouched=True,
+        )
+
+
+def refuse_missing_privileges(run: Run, cur: PgCursor, plan: Plan) -> None:
+    """A sync reads and writes every app table, the ledger and the id sequences: a user the owner
+    granted less (the app's own role, often) is told the GRANTs now, by the dry run too, instead of
+    failing partway through with PostgreSQL's first refusal."""
+    o = run.options
+    tables = [qualified(tp) for tp in plan.tables]
+    cur.execute("SELECT to_regclass(%s)::text", (f"{quote_ident(o.schema)}.{ledger.LEDGER_TABLE}",))
+    ledger_table = cur.fetchone()[0]
+    cur.execute(
+        "SELECT t, p FROM unnest(%s::text[]) AS x(t), "
+        "unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p WHERE NOT has_table_privilege(t, p) "
+        "UNION ALL SELECT 'sequence ' || s, p FROM unnest(%s::text[], %s::text[]) AS y(t, c), "
+        "LATERAL (SELECT pg_get_serial_sequence(t, c)) AS z(s), unnest(ARRAY['SELECT', 'UPDATE']) AS p "
+        "WHERE s IS NOT NULL AND NOT has_sequence_privilege(s, p)",
+        (tables + ([ledger_table] if ledger_table else []), tables, [tp.pk for tp in plan.tables]),
+    )
+    missing: dict[str, list[str]] = {}
+    for what, privilege in cur.fetchall():
+        missing.setdefault(what, []).append(privilege)
+    if missing:
+        user, schema = f'"{o.target.user or "YOUR_USER"}"', quote_ident(o.schema)
+        raise MigrationError(
+            f"user {user} lacks what a sync needs: "
+            + "; ".join(f"{', '.join(p)} on {w}" for w, p in missing.items()),
+            f"as the tables' owner run: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {user}; "
+            f"GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {user}",
             target_untouched=True,
         )
 
@@ -440,9 +472,16 @@ def index_children_of_deletes(cur: PgCursor, plan: Plan, deltas: dict[str, Table
             # Only the rows that name a parent: the lookups are by value, which a NULL never equals
             # (at 1M tasks, a tenth of them subtasks, half the build time).
             partial = f" WHERE {quote_ident(column)} IS NOT NULL" if fk.parent.nullable else ""
-            cur.execute(
-                f"CREATE INDEX {quote_ident(name)} ON {qualified(child)} ({quote_ident(column)}){partial}"
-            )
+            # Only the table's owner may index it: a user granted less deletes without (slower).
+            cur.execute("SAVEPOINT todo_index")
+            try:
+                cur.execute(
+                    f"CREATE INDEX {quote_ident(name)} ON {qualified(child)} ({quote_ident(column)}){partial}"
+                )
+            except psycopg2.errors.InsufficientPrivilege:
+                cur.execute("ROLLBACK TO SAVEPOINT todo_index")
+                continue
+            cur.execute("RELEASE SAVEPOINT todo_index")
             made.append(f"{quote_ident(child.table.schema)}.{quote_ident(name)}")
             indexed.add(column)
     return made

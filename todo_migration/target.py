@@ -310,7 +310,18 @@ def explain_run_error(
         )
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         user = f'"{target.user or "YOUR_USER"}"'
-        if "permission denied for database" in msg:
+        owned = re.search(r"must be owner of (?:table|relation|sequence|index) (\S+)", msg)
+        granted = re.search(r"permission denied for (table|sequence|relation) (\S+)", msg)
+        if owned:
+            fix = (
+                f"only the owner of {owned.group(1)} may do this: run as that user, or as its owner: "
+                f"ALTER TABLE {owned.group(1)} OWNER TO {user}"
+            )
+        elif granted and granted.group(1) == "sequence":
+            fix = f"as its owner run: GRANT SELECT, UPDATE ON SEQUENCE {granted.group(2)} TO {user}"
+        elif granted:
+            fix = f"as its owner run: GRANT SELECT, INSERT, UPDATE, DELETE ON {granted.group(2)} TO {user}"
+        elif "permission denied for database" in msg:
             fix = (
                 f"the user may not create schemas; as the database owner run: GRANT CREATE ON DATABASE "
                 f'"{target.dbname}" TO {user}, or create it for them: CREATE SCHEMA "{schema}" AUTHORIZATION {user}'
