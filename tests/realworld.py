@@ -101,7 +101,7 @@ def _rebuild(path: Path, ddl: dict[str, str], *, tasks: int = 23, indexes: bool 
 IMPORT_TASKS = 6_000  # three of the old 2,000-row chunks, and a part
 
 
-def make_sqlite3_import(path: Path, tasks: int = IMPORT_TASKS) -> Path:
+def make_sqlite3_import(path: Path, tasks: int = IMPORT_TASKS, *, empty_as_null: bool = True) -> Path:
     """The layout `sqlite3` (the shell, 3.x) produces with `.mode csv` + `.import FILE TABLE` into a
     table that does not exist yet: the CSV header names the columns, every column is declared TEXT
     (TEXT affinity, so ids, integers and booleans are stored as text), no primary key, no indexes.
@@ -109,7 +109,8 @@ def make_sqlite3_import(path: Path, tasks: int = IMPORT_TASKS) -> Path:
     The CSV is exported from the app's sample with `sqlite3 -csv -header` (NULL becomes an empty field,
     which `.import` stores as ''). Choice made here: after the import the file gets the clean-up the
     SQLite FAQ suggests, `UPDATE t SET c = NULL WHERE c = ''`, on every column the models allow NULL
-    in, so NULLs survive and nothing else changes; ids, integers, booleans and datetimes stay TEXT."""
+    in, so NULLs survive and nothing else changes; ids, integers, booleans and datetimes stay TEXT.
+    Without `empty_as_null`, the file as .import leaves it."""
     path = _fresh(path)
     sample = _sample(path, tasks)
     workdir = path.parent / f"{path.name}.csv"
@@ -128,7 +129,7 @@ def make_sqlite3_import(path: Path, tasks: int = IMPORT_TASKS) -> Path:
                 check=True,
             )
         script.append(f".import '{csv_file}' {table}")
-    for table, columns in nullable.items():
+    for table, columns in nullable.items() if empty_as_null else ():
         for col in columns:
             script.append(f"UPDATE {table} SET {col} = NULL WHERE {col} = '';")
     subprocess.run(["sqlite3", str(path)], input="\n".join(script) + "\n", text=True, check=True)

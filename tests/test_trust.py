@@ -205,6 +205,22 @@ def import_db(tmp_path_factory) -> Path:
     return rw.make_sqlite3_import(tmp_path_factory.mktemp("import") / "todo.db")
 
 
+def test_empty_fields_of_an_import_are_refused_with_the_update_that_makes_them_null(tmp_path, pg_url):
+    """Straight after `.import`, every NULL is '' (an empty CSV field): refused, never guessed; each
+    group says the UPDATE that makes them NULL, and with those run the migration is exact."""
+    if shutil.which("sqlite3") is None:
+        pytest.fail("needs the sqlite3 shell (apt-get install sqlite3) to make the .import layout")
+    db = rw.make_sqlite3_import(tmp_path / "todo.db", tasks=60, empty_as_null=False)
+    result = run_cli("--sqlite-path", str(db), "--postgres-url", pg_url)
+    assert result.returncode == 1
+    updates = re.findall(r"if it means no value: (UPDATE .*)", result.stdout)
+    assert any("due_date" in u for u in updates) and any("parent_task_id" in u for u in updates), (
+        result.stdout
+    )
+    subprocess.run(["sqlite3", str(db)], input=";\n".join(updates) + ";\n", text=True, check=True)
+    check(migrate(db, pg_url), db, pg_url)
+
+
 # --- the comparer itself ---------------------------------------------------------------------------
 
 

@@ -123,6 +123,11 @@ def print_problems(console: Console, validation: Validation, *, rejects_path: Pa
     for g in validation.groups:
         ids = ", ".join(map(str, g.ids)) + (", …" if g.count > len(g.ids) else "")
         console.detail(f"{g.kind:<22} {g.table}.{g.column}: {g.count:,} (ids {ids}); e.g. {g.example}")
+        if g.example.endswith(": ''"):  # what sqlite3's .import makes of an empty CSV field
+            console.detail(
+                f"  empty text, as sqlite3 .import leaves empty CSV fields; if it means no value: "
+                f"UPDATE {g.table} SET {g.column} = NULL WHERE {g.column} = ''"
+            )
     if rejects_path is not None:
         total = sum(validation.rejected.values())
         console.detail(
