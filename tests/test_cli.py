@@ -444,6 +444,8 @@ def test_no_target_given(sample_db, tmp_path):
         ("postgresql://u:p@localhost:5432", "names no database"),
         ("postgresql://u:p@localhost:54x2/db", "not a number"),
         ("", "empty"),
+        ("postgresql://u:p@localhost/db?sslmode=requre", "not an sslmode"),
+        ("postgresql://u:p@localhost/db?connect_timeout=abc", "whole number of seconds"),
     ],
 )
 def test_bad_urls(sample_db, url, needle):

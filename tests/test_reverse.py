@@ -732,8 +732,11 @@ def test_kill_9_mid_export_leaves_the_destination_and_a_rerun_succeeds(big_pg, t
     leftovers = set(after) - set(before)
     assert all(name.startswith(f".{dest.name}.") for name in leftovers), leftovers
     assert {k: v for k, v in after.items() if k not in leftovers} == before, "the destination was touched"
-    exported(big_pg, dest, "--force-recreate", "--yes")
+    rerun = exported(big_pg, dest, "--force-recreate", "--yes")
     assert set(temp_files(dest)) <= leftovers, "the re-run left a temporary file of its own"
+    temps = {name for name in leftovers if name.endswith(".tmp")}
+    if temps:  # the killed run's file is named, for someone to delete
+        assert "did not finish" in rerun.stderr and sorted(temps)[0] in rerun.stderr, explain(rerun)
     assert_app_schema(dest)
     got = sqlite_dump(dest)
     assert_same(got, pg_as_sqlite(big_pg), "export", "PostgreSQL")

@@ -20,6 +20,7 @@ Any failure before step 6 removes the temporary file and leaves the destination 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import os
@@ -157,6 +158,7 @@ def check_destination(run: Run, dest: Path) -> None:
             f"the directory of {str(dest)!r} does not exist", "create it, or pass another --sqlite-path"
         )
     refuse_if_open(dest, "replacing", replacing=True)
+    warn_of_leftovers(run, dest)
     if not dest.exists():
         return
     if not o.force_recreate:
@@ -168,6 +170,20 @@ def check_destination(run: Run, dest: Path) -> None:
     if not o.dry_run and not o.yes and os.isatty(0):
         if not run.console.confirm(f"Replace {dest} with the export of {o.target.masked}?"):
             raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+
+
+def warn_of_leftovers(run: Run, dest: Path) -> None:
+    """A killed export (kill -9, a power cut) cannot remove its temporary file: say where it is,
+    as the next run is when someone looks. Not removed here: another export may be writing it."""
+    leftovers = sorted(
+        Path(p).name for p in glob.glob(f"{glob.escape(str(dest.parent))}/.{glob.escape(dest.name)}.*.tmp")
+    )
+    if leftovers:
+        run.console.warn(
+            f"{len(leftovers)} temporary file(s) of an export that did not finish beside {dest.name} "
+            f"({', '.join(leftovers[:3])}{', …' if len(leftovers) > 3 else ''}): delete them when no export is running"
+        )
+        run.report.warnings.append(f"leftover temporary files beside {dest}: {', '.join(leftovers)}")
 
 
 def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:

@@ -113,7 +113,27 @@ def parse_target_url(url: str) -> Target:
     if not all(p.isdigit() for p in port.split(",")):
         shown = scrub_password(repr(port), secrets)
         raise UsageError(f"the port {shown} in the PostgreSQL URL is not a number", URL_HELP)
+    check_option_values(params)
     return Target(params=params, masked=mask_params(params), secrets=secrets)
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_option_values(params: dict[str, str]) -> None:
+    """The query parameters libpq would refuse only when connecting (and then as a TLS or a
+    connection failure): a typo in the URL is a usage error, said before anything is read."""
+    mode = params.get("sslmode")
+    if mode is not None and mode not in SSLMODES:
+        raise UsageError(
+            f"sslmode={mode!r} in the PostgreSQL URL is not an sslmode", "use one of " + ", ".join(SSLMODES)
+        )
+    timeout = params.get("connect_timeout")
+    if timeout is not None and not re.fullmatch(r"\s*-?\d+\s*", timeout):
+        raise UsageError(
+            f"connect_timeout={timeout!r} in the PostgreSQL URL is not a whole number of seconds",
+            "e.g. ?connect_timeout=30",
+        )
 
 
 def postgres_schemes() -> tuple[str, ...]:
