@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -308,6 +309,21 @@ def test_quiet_prints_only_the_result(sample_db, pg_url):
     assert result.returncode == 0
     assert len(result.stdout.strip().splitlines()) == 1
     assert "Migration completed" in result.stdout
+
+
+def test_quiet_refusal_names_the_first_problem_not_a_list_it_did_not_print(sample_db, pg_url, tmp_path):
+    bad = tmp_path / "bad.db"
+    shutil.copy(sample_db, bad)
+    with sqlite3.connect(bad) as conn:
+        conn.execute("UPDATE users SET created_at = 'next tuesday' WHERE id = 2")
+    result = run_cli("--sqlite-path", str(bad), "--postgres-url", pg_url, "--quiet")
+    line = assert_one_line_error(
+        result, "bad.db has 1 value", "bad_datetime", "users.created_at", "next tuesday"
+    )
+    assert "listed above" not in line and "without --quiet" in line
+    assert result.stdout == "" and result.returncode == 1
+    loud = run_cli("--sqlite-path", str(bad), "--postgres-url", pg_url)
+    assert "listed above" in assert_one_line_error(loud, "bad_datetime")
 
 
 def test_report_is_written_as_json(sample_db, pg_url, tmp_path):

@@ -334,7 +334,7 @@ def plan_export(run: Run, cur: PgCursor, metadata: MetaData) -> list[ExportTable
             c.detail(line)
         if not o.allow_drift:
             raise MigrationError(
-                f"PostgreSQL's tables and models.py differ in {plural(len(differences), 'place')} (listed above)",
+                f"PostgreSQL's tables and models.py differ in {plural(len(differences), 'place')} ({c.listed()})",
                 "re-run with --allow-drift to export the models' columns as listed, or align the models",
             )
     return [

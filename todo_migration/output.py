@@ -61,6 +61,10 @@ class Console:
         """Shown even with --quiet: the one line a script or a tired person needs."""
         print(f"{self._icon(icon)} {text}", file=self.out, flush=True)
 
+    def listed(self) -> str:
+        """How an error line refers to the list before it: with --quiet there was none."""
+        return "run without --quiet to list them" if self.quiet else "listed above"
+
     def warn(self, text: str) -> None:
         print(f"{self._icon('⚠️')} {text}", file=self.err, flush=True)
 

@@ -104,7 +104,7 @@ def plan_from_models(run: Run, source: Source) -> Plan:
         )
     if not o.allow_drift:
         raise MigrationError(
-            f"todo.db and models.py differ in {plural(len(plan.drift), 'place')} (listed above); "
+            f"todo.db and models.py differ in {plural(len(plan.drift), 'place')} ({run.console.listed()}); "
             f"{'writing to it' if o.reverse else 'migrating'} would leave data out or fill in defaults",
             "re-run with --allow-drift to proceed as listed, or align the models; nothing was written",
         )
@@ -170,9 +170,11 @@ def exact_preflight(run: Run, source: Source, plan: Plan) -> Validation:
     print_problems(c, validation, rejects_path=o.rejects_path if o.skip_invalid else None)
     if validation.groups and not o.skip_invalid:
         groups = validation.groups
+        first = groups[0]
         raise MigrationError(
-            f"todo.db has {plural(validation.problem_count, 'value')} PostgreSQL would refuse or change "
-            "(listed above); nothing was written",
+            f"{o.sqlite_path.name} has {plural(validation.problem_count, 'value')} PostgreSQL would refuse or "
+            f"change ({c.listed()}), e.g. {first.kind} in {first.table}.{first.column}, {first.example}; "
+            "nothing was written",
             "fix them in todo.db, or re-run with --on-invalid skip to migrate the rest and write those rows "
             "to a rejects file"
             + (" (--strip-nul removes NUL bytes)" if any(g.kind == "nul_byte" for g in groups) else "")
@@ -387,7 +389,7 @@ def verify_existing(
     if differences:
         raise MigrationError(
             f"PostgreSQL's schema differs from models.py in {plural(len(differences), 'place')} "
-            f"(listed above), e.g. {differences[0]}",
+            f"({run.console.listed()}), e.g. {differences[0]}",
             "re-run the migration with --force-recreate to rebuild the tables from the models",
         )
     return checks
@@ -409,7 +411,7 @@ def refuse_file_schema_differences(run: Run, source: Source) -> None:
         run.console.detail(d)
     raise MigrationError(
         f"{source.path}'s schema differs from the one the app creates (models.py) in "
-        f"{plural(len(differences), 'place')} (listed above), e.g. {differences[0]}",
+        f"{plural(len(differences), 'place')} ({run.console.listed()}), e.g. {differences[0]}",
         f"export afresh: --reverse --force-recreate --sqlite-path {source.path}; nothing was changed",
     )
 
