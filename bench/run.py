@@ -587,7 +587,18 @@ def bench_sync(
         ("--sync, 1% changed since (the freeze)", again, again_counts),
     ):
         print(f"running {label} ...", flush=True)
-        cmd = [sys.executable, TOOL, "--sync", "--sqlite-path", str(path), "--postgres-url", url, "--quiet"]
+        # Copies of the migrated file, on purpose: --yes says so (another file than last time asks).
+        cmd = [
+            sys.executable,
+            TOOL,
+            "--sync",
+            "--sqlite-path",
+            str(path),
+            "--postgres-url",
+            url,
+            "--quiet",
+            "--yes",
+        ]
         seconds, rss, code, output = measure(cmd, env=env)
         ok = code == 0 and counts(url) == want
         note = "" if ok else (output.strip().splitlines() or ["?"])[-1][:120]

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from compare import compare
-from conftest import ROOT, SCRIPT, assert_failure, explain, pg_query, run_cli, wait_for
+from conftest import ROOT, SCRIPT, assert_failure, explain, pg_query, run_cli, run_on_terminal, wait_for
 from export_compare import assert_app_schema, assert_same, pg_as_sqlite, sqlite_dump
 from realworld import file_digest
 
@@ -360,18 +360,33 @@ def test_another_todo_db_than_last_time_is_said_before_anything_changes(
     migrated_db: Path, pg_url: str, tmp_path: Path
 ) -> None:
     """A backup given by mistake would roll PostgreSQL back: the sync says which file it read last
-    time and which now (dry run and real run), then does as told."""
+    time and which now (dry run and real run); it applies the changes only when confirmed: on a
+    terminal by a 'yes', in a script by --yes (a warning alone let a wrong file empty PostgreSQL)."""
     backup = tmp_path / "todo.db.bak"
     shutil.copyfile(migrated_db, backup)
     src = sqlite3.connect(backup, isolation_level=None)
     src.execute("UPDATE tasks SET title = 'as the backup has it' WHERE id = 9")
+    src.execute("DELETE FROM recurring_patterns WHERE id = 1")
     src.close()
-    for args in (["--dry-run", "--quiet"], ["--dry-run"], []):  # a scripted (--quiet) run sees it too
+    for args in (["--dry-run", "--quiet"], ["--dry-run"]):  # a scripted (--quiet) run sees it too
         result = ok(backup, pg_url, "--sync", *args)
         assert f"the last migrate/sync read {migrated_db.resolve()}" in result.stderr, explain(result)
+    before = target_state(pg_url)
+    line = assert_failure(
+        cli(backup, pg_url, "--sync"), 2, "is not the file the last migrate/sync read", "1 rows deleted"
+    )
+    assert "--yes" in line
+    argv = ["--sync", "--sqlite-path", str(backup), "--postgres-url", pg_url]
+    code, output = run_on_terminal(argv, "no")
+    assert code == 1 and "not confirmed" in output, output
+    assert target_state(pg_url) == before
+    code, output = run_on_terminal(argv, "yes")
+    assert code == 0 and "Make PostgreSQL equal to" in output, output
     compare(backup, pg_url)
-    again = ok(backup, pg_url, "--sync")
+    again = ok(backup, pg_url, "--sync")  # the ledger now names the file confirmed
     assert "the last migrate/sync read" not in again.stdout + again.stderr, explain(again)
+    ok(migrated_db, pg_url, "--sync", "--yes")  # back to the app's file, by a script
+    compare(migrated_db, pg_url)
 
 
 def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(

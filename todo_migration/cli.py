@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force-recreate", action="store_true",
                      help="drop and recreate the app's tables if the target has them (in the same transaction)")  # fmt: skip
     run.add_argument("-y", "--yes", action="store_true",
-                     help="do not ask before --force-recreate replaces tables that hold rows")  # fmt: skip
+                     help="do not ask before --force-recreate replaces tables that hold rows, or before --sync applies the changes of another file than last time")  # fmt: skip
     run.add_argument("--verify-only", action="store_true",
                      help="compare an existing target with the source value by value; write nothing")  # fmt: skip
     run.add_argument("--no-verify", dest="verify", action="store_false",

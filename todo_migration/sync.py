@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 from typing import IO
 
@@ -125,7 +126,7 @@ def catch_up(
             refuse_missing_privileges(run, cur, plan)
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
-            warn_if_another_file(run, {e.source for e in entries.values() if e is not None})
+            other = another_file(run, {e.source for e in entries.values() if e is not None})
             doing = "comparing todo.db with PostgreSQL"
             validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
             deltas = find_changes(run, conn, source, plan, validation, entries)  # STEP 5
@@ -142,8 +143,14 @@ def catch_up(
             behind = sequences_behind(cur, plan, marks)
             overwriting = any(e is None for e in entries.values())
             if o.dry_run:
+                if other is not None:
+                    warn_of_another_file(run, other)
                 conn.rollback()
                 return deltas
+            if other is not None and any(d.changes for d in deltas.values()):
+                confirm_another_file(run, other, deltas)
+            elif other is not None:
+                warn_of_another_file(run, other)
             rejects = steps.prepare_rejects(run, source, plan, validation)  # this run's, even if unchanged
             if not (any(d.changes for d in deltas.values()) or behind or overwriting):
                 conn.rollback()  # a sync with nothing to do writes nothing to PostgreSQL
@@ -332,16 +339,45 @@ def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str,
     )
 
 
-def warn_if_another_file(run: Run, recorded: set[str | None]) -> None:
+def another_file(run: Run, recorded: set[str | None]) -> str | None:
     """PostgreSQL is made equal to whatever todo.db is given: a backup or a copy given by mistake
-    (todo.db.bak at 2 a.m.) would roll it back. Said before any change, dry run included."""
+    (todo.db.bak at 2 a.m.) would roll it back. The file the last migrate/sync read, if another."""
     current = str(run.options.sqlite_path.resolve())
     others = sorted(s for s in recorded if s and os.path.isabs(s) and s != current)
-    if others:
-        run.console.warn(  # on stderr, even with --quiet
-            f"the last migrate/sync read {others[0]}; this one reads {current}: PostgreSQL is made equal to it",
-        )
-        run.report.warnings.append(f"another todo.db than last time: {others[0]} then, {current} now")
+    if not others:
+        return None
+    run.report.warnings.append(f"another todo.db than last time: {others[0]} then, {current} now")
+    return others[0]
+
+
+def warn_of_another_file(run: Run, other: str) -> None:
+    """Said before any change, dry run included, on stderr (so even with --quiet)."""
+    current = run.options.sqlite_path.resolve()
+    run.console.warn(
+        f"the last migrate/sync read {other}; this one reads {current}: PostgreSQL is made equal to it"
+    )
+
+
+def confirm_another_file(run: Run, other: str, deltas: dict[str, TableDelta]) -> None:
+    """Changes from another file than last time are applied only when confirmed: asked on a
+    terminal, --yes in a script (the warning alone let a wrong file empty PostgreSQL)."""
+    o = run.options
+    deleted = sum(len(d.deleted_ids) for d in deltas.values())
+    if o.yes:
+        warn_of_another_file(run, other)
+        return
+    if sys.stdin.isatty():
+        warn_of_another_file(run, other)
+        if run.console.confirm(
+            f"Make PostgreSQL equal to {o.sqlite_path} ({deleted:,} rows deleted), not to {other} as last time?"
+        ):
+            return
+        raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+    raise UsageError(
+        f"{o.sqlite_path} is not the file the last migrate/sync read ({other}); applying its changes "
+        f"({deleted:,} rows deleted) would make PostgreSQL equal to it; nothing was changed",
+        "if it is the app's todo.db now, re-run with --yes; if not, pass the app's file with --sqlite-path",
+    )
 
 
 def record_ledger(
