@@ -599,6 +599,9 @@ def hold_open(dest: Path, how: str, stack: list) -> None:
         "exclusive-lock": "conn.execute('BEGIN EXCLUSIVE')",
         # an app inside a read transaction: a shared lock
         "shared-lock": "conn.execute('BEGIN'); conn.execute('SELECT count(*) FROM tasks').fetchone()",
+        # an app idle in rollback-journal mode (the app's own default): no lock, no file beside it,
+        # only its open descriptor; replaced, it would go on writing to the old file
+        "idle": "conn.execute('SELECT count(*) FROM tasks').fetchone()",
         # an app in WAL mode, killed with writes not yet checkpointed: a -wal nobody holds, which
         # SQLite would replay into whatever file then bears the name
         "wal-crashed": "conn.execute('PRAGMA journal_mode = WAL'); conn.execute('PRAGMA wal_autocheckpoint = 0'); "
@@ -631,7 +634,7 @@ def hold_open(dest: Path, how: str, stack: list) -> None:
         assert companion.exists() and companion.stat().st_size > 0
 
 
-@pytest.mark.parametrize("how", ["wal", "wal-crashed", "journal", "exclusive-lock", "shared-lock"])
+@pytest.mark.parametrize("how", ["wal", "wal-crashed", "journal", "exclusive-lock", "shared-lock", "idle"])
 def test_destination_an_app_has_open_is_refused_even_with_force_recreate(sample_db, pg_url, tmp_path, how):
     migrated(sample_db, pg_url)
     dest = existing_destination(tmp_path)
@@ -646,6 +649,20 @@ def test_destination_an_app_has_open_is_refused_even_with_force_recreate(sample_
     finally:
         for release in reversed(cleanup):
             release()
+
+
+def test_a_replaced_destination_keeps_its_owner_and_mode(sample_db, pg_url, tmp_path):
+    """The app may run as another user than the one exporting: the new file must stay its own."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root (CI runs as root)")
+    migrated(sample_db, pg_url)
+    dest = existing_destination(tmp_path)
+    os.chown(dest, 65534, 65534)
+    os.chmod(dest, 0o660)
+    exported(pg_url, dest, "--force-recreate", "--yes")
+    st = dest.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o660)
+    assert_export_of(dest, pg_url)
 
 
 def test_a_wal_file_that_a_closed_reader_left_is_no_reason_to_refuse(sample_db, pg_url, tmp_path):

@@ -222,6 +222,44 @@ def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
         raise UsageError(
             f"{str(dest)!r} is locked by another process (an app writing to it)", "stop the app, then re-run"
         )
+    holders = processes_holding(dest) if replacing and dest.exists() else []
+    if holders:
+        raise UsageError(
+            f"{str(dest)!r} is open in {', '.join(holders[:3])} (idle, in rollback-journal mode): replacing "
+            "it would leave that process writing to the old file, and what it writes would be lost",
+            "stop that process, then re-run",
+        )
+
+
+def processes_holding(path: Path) -> list[str]:
+    """Other processes with the file open, found in /proc (Linux; elsewhere, and for processes of
+    other users when not root, none are seen). An app idle in rollback-journal mode holds no lock
+    and leaves no file beside it: its open descriptor is the only sign of it."""
+    try:
+        target = path.stat()
+    except OSError:
+        return []
+    found = []
+    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
+        pid = int(fd_dir.split("/")[2])
+        if pid == os.getpid():
+            continue
+        try:
+            for fd in os.scandir(fd_dir):
+                st = os.stat(fd.path)
+                if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                    found.append(f"process {pid} ({_process_name(pid)})")
+                    break
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 # struct flock, as fcntl(F_GETLK) takes it: Linux (x86-64, arm64) and macOS lay it out differently.
@@ -764,8 +802,8 @@ def record_ledger_in_file(path: Path, sums: dict[str, tuple[int, str]], source: 
 
 
 def _give_mode(tmp: Path, dest: Path) -> None:
-    """The permissions the file would have had: those of the file it replaces, else the umask's
-    (mkstemp makes its files private)."""
+    """The permissions and owner the file would have had: those of the file it replaces (an app
+    running as another user must still open it), else the umask's (mkstemp makes files private)."""
     if dest.exists():
         mode = dest.stat().st_mode & 0o777
     else:
@@ -773,6 +811,10 @@ def _give_mode(tmp: Path, dest: Path) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     os.chmod(tmp, mode)
+    if dest.exists():  # and its owner, where we may (root, or the owner already)
+        st = dest.stat()
+        with contextlib.suppress(OSError):
+            os.chown(tmp, st.st_uid, st.st_gid)
 
 
 def _fsync(path: Path) -> None:
