@@ -887,6 +887,11 @@ def test_report_and_quiet(sample_db, pg_url, tmp_path):
     data = json.loads(report.read_text())
     assert data["result"] == "ok", data
     assert pg_url.split("@")[0].split(":")[-1] not in report.read_text()  # no password
+    # The way back's own terms: PostgreSQL is the source, the file the target.
+    assert data["mode"] == "export" and data["target"] == str(dest) and data["source"] != str(dest)
+    assert data["source_tables"] == {"users": 5, "tasks": 23, "recurring_patterns": 3}
+    checked = {v["table"]: (v["ok"], v["source_rows"], v["target_rows"]) for v in data["verification"]}
+    assert checked == {"users": (True, 5, 5), "tasks": (True, 23, 23), "recurring_patterns": (True, 3, 3)}
 
 
 @pytest.mark.parametrize(

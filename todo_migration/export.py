@@ -104,6 +104,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
             tables = plan_export(run, cur, Base.metadata)  # STEP 3
             refuse_values_without_app_form(cur, tables)
             counts = _row_counts(cur, tables)
+            report.source_tables = dict(counts)
             if options.dry_run:
                 _remove(_temp_beside(dest))  # the real run's temporary file can be made there
                 _print_dry_run(console, dest, counts)
@@ -669,6 +670,11 @@ def verify_file(run: Run, path: Path, exported: list[Exported], postgres: Postgr
                     problems.append(f"{tp.name} (a value not in the app's form)")
                 elif not ok:
                     problems.append(tp.name)
+                run.report.verification.append(
+                    {"table": tp.name, "ok": ok and not not_app_form, "source_rows": sums[tp.name][0],
+                     "target_rows": rows, "checksum_ok": sums[tp.name][1] == checksum,
+                     "checksum_sha256": checksum, "not_in_app_form": not_app_form}
+                )  # fmt: skip
             orphans, integrity = checks.result()
         finally:
             stack.close()

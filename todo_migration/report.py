@@ -47,9 +47,15 @@ class RunReport:
     error: str | None = None
 
     def start(self, options: Options) -> None:
+        """The way back reads PostgreSQL and writes (or checks) the file: source and target swap."""
         self.mode = options.mode
         self.source = str(options.sqlite_path)
         self.target = options.target.masked
+        if options.reverse:
+            self.mode = {"migrate": "export", "dry-run": "export dry-run"}.get(
+                self.mode, f"reverse {self.mode}"
+            )
+            self.source, self.target = self.target, self.source
         self.schema = options.schema
         self.options = options.recordable()
         self._target = options.target
