@@ -644,6 +644,19 @@ def test_a_user_granted_less_than_a_sync_needs_is_told_the_grants(tmp_path: Path
         pg_server.execute(f"DROP ROLE {role}")
 
 
+def test_a_sequence_set_back_is_moved_on_and_said_so(migrated_db: Path, pg_url: str) -> None:
+    """Rows equal, a sequence behind (someone ran setval): the sync moves it past max(id) and says
+    it wrote that, not "nothing written"; the next sync then has nothing to do."""
+    pg_query(pg_url, "SELECT setval(pg_get_serial_sequence('tasks', 'id'), 5)", autocommit=True)
+    result = ok(migrated_db, pg_url, "--sync")
+    assert "id sequences and the ledger were brought up to date" in result.stdout, explain(result)
+    assert "nothing written" not in result.stdout
+    top = pg_query(pg_url, "SELECT max(id) FROM tasks")[0][0]
+    assert pg_query(pg_url, "SELECT nextval(pg_get_serial_sequence('tasks', 'id'))")[0][0] > top
+    again = ok(migrated_db, pg_url, "--sync")
+    assert NOTHING in again.stdout and "nothing written" in again.stdout, explain(again)
+
+
 def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:
     """The row count alone would not show it: one pattern deleted, one inserted by someone else."""
     pg_query(

@@ -43,6 +43,7 @@ class RunReport:
     delta: dict[str, dict[str, Any]] = field(default_factory=dict)  # --sync: inserted / updated / deleted
     phases: dict[str, float] = field(default_factory=dict)
     duration_s: float | None = None
+    committed: bool = False  # a sync that wrote (rows, or only sequences and the ledger)
     result: str = "ok"
     error: str | None = None
 

@@ -163,6 +163,7 @@ def catch_up(
                 doing = "committing"
                 with run.phase("commit"):
                     conn.commit()
+                run.report.committed = True
     except BaseException as exc:
         _discard(rejects)
         session.rollback_quietly(conn)
@@ -659,6 +660,8 @@ def print_sync_summary(run: Run, deltas: dict[str, TableDelta], *, target: str, 
         source = f"{source} less {plural(rejected, 'rejected row')}{where}"
     if run.options.dry_run:
         line = f"Dry run passed: a sync would apply {plural(total, 'change')} ({counts}); nothing was written ({seconds})"
+    elif total == 0 and r.committed:  # equal rows, but a sequence behind or a ledger rewritten
+        line = f"{target} already held {source}'s rows; its id sequences and the ledger were brought up to date, verified in {seconds}"
     elif total == 0:
         line = f"{target} already equals {source}: nothing to do, nothing written ({seconds})"
     else:

@@ -121,6 +121,7 @@ def catch_up_file(run: Run, conn, source: Source, plan: Plan) -> dict[str, Table
         ledger.record_in_file(db, entries, job="sync", source=postgres_named(o))
         with run.phase("commit"):
             db.execute("COMMIT")
+        run.report.committed = True
     except BaseException as exc:
         rolled_back = roll_back_file(db)
         if isinstance(exc, sqlite3.Error):

@@ -232,7 +232,9 @@ def _sequence(cur: PgCursor, tp: TablePlan) -> tuple[bool, str, bool]:
     next_value = last + 1 if called else last
     ok = max_id is None or next_value > max_id
     exhausted = next_value > limit
-    detail = f"next id {next_value}, max id {max_id}"
+    detail = (
+        f"next id {next_value}, max id {max_id}" if max_id is not None else f"next id {next_value}, no rows"
+    )
     if exhausted:
         detail = f"exhausted at {limit}: the app's next insert into {tp.name} will fail"
     elif not ok:
