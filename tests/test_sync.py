@@ -878,11 +878,11 @@ def test_overwrite_changes_on_a_file_that_already_agrees_records_the_ledger(
     exported_db: Path, pg_url: str
 ) -> None:
     """Values equal, ledger gone: --overwrite-changes has nothing to apply but must still leave a
-    ledger, or every later --reverse --sync would say "no record" again."""
+    ledger, or every later --reverse --sync would refuse it again."""
     src = sqlite3.connect(exported_db, isolation_level=None)
     src.execute("DROP TABLE todo_migration_ledger")
     src.close()
-    assert_failure(back(pg_url, exported_db, "--sync"), 1, "no record")
+    assert_failure(back(pg_url, exported_db, "--sync"), 1, "not made by --reverse", "--overwrite-changes")
     back_ok(pg_url, exported_db, "--sync", "--overwrite-changes")
     before = file_digest(exported_db)
     again = back_ok(pg_url, exported_db, "--sync")
@@ -1021,7 +1021,8 @@ def test_reverse_sync_needs_an_exported_file_that_no_app_has_open(
     assert Path(f"{exported_db}-wal").exists()
     back_ok(pg_url, exported_db, "--sync")
     original = make_todo_db(tmp_path / "original.db", tasks=5)  # the app's own file: no ledger
-    assert_failure(back(pg_url, original, "--sync"), 1, "no record")
+    line = assert_failure(back(pg_url, original, "--sync"), 1, "not made by --reverse", "export afresh")
+    assert "changed since the last export" not in line
 
 
 def test_reverse_runbook_with_the_app_writing_to_postgresql(exported_db: Path, pg_url: str) -> None:

@@ -191,6 +191,14 @@ def refuse_file_changed(run: Run, db: sqlite3.Connection, deltas: dict[str, Tabl
         )
         run.report.warnings.append(f"overwrote changes made in todo.db: {'; '.join(changed)}")
         return True
+    name = run.options.sqlite_path.name
+    if not ledger.read_file_entries(db):  # never exported: the app's own todo.db, say
+        raise MigrationError(
+            f"{name} was not made by --reverse (it holds no record of an export), so what it holds beyond "
+            "PostgreSQL cannot be told from changes; nothing was changed",
+            f"export afresh: --reverse --sqlite-path {run.options.sqlite_path.with_name('todo-back.db')}; or, to make "
+            f"this file equal PostgreSQL anyway (its own rows are overwritten or deleted), --reverse --sync --overwrite-changes",
+        )
     raise MigrationError(
         f"todo.db changed since the last export/sync ({'; '.join(changed)}); catching up would overwrite that; "
         "todo.db was not changed",
