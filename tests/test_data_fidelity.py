@@ -265,7 +265,20 @@ def test_verify_only_finds_a_single_changed_value(sample_db, pg_url, table, row_
     err = assert_one_line_error(result, "differs from todo.db", f"{table} id {row_id}")
     if column != "(row)":
         assert f"column {column}" in err
+    # Written in PostgreSQL, behind the tool's back: a plain --sync would refuse, so it is not the advice.
+    assert "someone wrote to postgresql" in err.lower() and "--sync --overwrite-changes" in err, err
     assert pg_tables(pg_url) == before  # verify-only writes nothing
+
+
+def test_verify_only_advises_sync_when_todo_db_moved_on(sample_db, pg_url):
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0
+    with sqlite3.connect(sample_db) as src:
+        src.execute("UPDATE tasks SET title = 'changed in the app' WHERE id = 3")
+    src.close()
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--verify-only")
+    err = assert_one_line_error(result, "tasks id 3", "--sync")
+    assert "--overwrite-changes" not in err and "someone wrote" not in err.lower()
+    assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--sync").returncode == 0
 
 
 def test_verify_only_on_an_empty_target_says_to_migrate_first(sample_db, pg_url):

@@ -385,7 +385,8 @@ def verify_existing(
         checks = verify_all(cur, source, plan, validation, logs, values=True, fresh=False)
     run.report.set_checks(checks)
     print_checks(run.console, checks, values=True)
-    _fail_unless_ok(checks, "PostgreSQL differs from todo.db in", _how_to_make_equal(run.options))
+    if not all(c.ok for c in checks):
+        _fail_unless_ok(checks, "PostgreSQL differs from todo.db in", _how_to_make_equal(run, cur, plan))
     if differences:
         raise MigrationError(
             f"PostgreSQL's schema differs from models.py in {plural(len(differences), 'place')} "
@@ -416,12 +417,31 @@ def refuse_file_schema_differences(run: Run, source: Source) -> None:
     )
 
 
-def _how_to_make_equal(o: Options) -> str:
-    """Which side is to be kept decides the advice: after --reverse, PostgreSQL is the live one."""
+def _how_to_make_equal(run: Run, cur: PgCursor, plan: Plan) -> str:
+    """Which side is to be kept decides the advice: after --reverse, PostgreSQL is the live one.
+    Forward, a --sync would refuse a target someone else wrote to since the last migrate/sync (its
+    ledger says so): the advice then says that first, and --overwrite-changes."""
+    o = run.options
     if o.reverse:
         return (
             f"to make {o.sqlite_path} equal PostgreSQL: --reverse --sync (or export afresh with "
             "--reverse --force-recreate); PostgreSQL is not changed by either"
+        )
+    entries = ledger.read(cur, o.schema)
+    if not entries:
+        return (
+            "PostgreSQL holds no record of a migrate/sync by this tool (an older version, or by hand), so a "
+            "--sync cannot tell its rows from someone else's: --sync --overwrite-changes makes it equal todo.db, "
+            "or re-run the migration with --force-recreate"
+        )
+    others = [
+        tp.name for tp in plan.tables if ledger.written_by_others(cur, qualified(tp), entries.get(tp.name))
+    ]
+    if others:
+        return (
+            f"someone wrote to PostgreSQL since the last migrate/sync ({', '.join(others)}: is the app already "
+            "pointed at it?); to make it equal todo.db anyway: --sync --overwrite-changes, or re-run the "
+            "migration with --force-recreate"
         )
     return (
         "to catch PostgreSQL up with todo.db: --sync (only the differences, in one transaction); "
