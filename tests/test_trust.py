@@ -830,6 +830,13 @@ SCHEMA_CHANGES = [
     ("not null", "ALTER TABLE tasks ALTER COLUMN title DROP NOT NULL", ("tasks.title",), ("not null", "nullable")),
     ("default", "ALTER TABLE tasks ALTER COLUMN priority DROP DEFAULT", ("tasks.priority",), ("default",)),
     ("type", "ALTER TABLE tasks ALTER COLUMN title TYPE text", ("tasks.title",), ("type", "varchar", "character varying")),
+    # beyond the models: the values still match, but the app's writes would be refused or changed
+    ("extra unique index", "CREATE UNIQUE INDEX uq_title ON tasks (title)", ("uq_title",), ("unique index",)),
+    ("extra partial unique index", "CREATE UNIQUE INDEX uq_open ON tasks (user_id) WHERE id < 0", ("uq_open",), ("unique index",)),
+    ("trigger", "CREATE FUNCTION up() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN NEW.title := upper(NEW.title); "
+     "RETURN NEW; END'; CREATE TRIGGER up BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION up()", ("tasks: trigger up",), ("trigger",)),
+    ("check constraint", "ALTER TABLE tasks ADD CONSTRAINT prio CHECK (length(title) > 0)",
+     ("prio",), ("check constraint",)),
 ]  # fmt: skip
 
 

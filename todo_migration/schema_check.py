@@ -97,6 +97,48 @@ class _PgTable:
     indexes: set[tuple[tuple[str, ...], bool]] = field(default_factory=set)  # (columns, unique)
 
 
+_EXTRA_RULES_SQL = """
+SELECT c.relname::text, 'unique index ' || ic.relname::text,
+       CASE WHEN i.indpred IS NULL AND i.indexprs IS NULL THEN
+         ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(num, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num
+               WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) END,
+       pg_catalog.pg_get_indexdef(i.indexrelid)
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND i.indisunique AND NOT i.indisprimary
+UNION ALL
+SELECT c.relname::text, 'trigger ' || t.tgname::text, NULL, pg_catalog.pg_get_triggerdef(t.oid)
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND NOT t.tgisinternal
+UNION ALL
+SELECT c.relname::text, 'check constraint ' || k.conname::text, NULL, pg_catalog.pg_get_constraintdef(k.oid)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND k.contype = 'c'
+ORDER BY 1, 2
+"""
+
+
+def extra_rules(cur: PgCursor, tables: list[Table], schema: str) -> list[str]:
+    """What PostgreSQL enforces on the app's tables beyond the models: a unique index they do not
+    make (partial and expression ones included), a trigger, a CHECK constraint. The values may all
+    match, but the app's writes would be refused or changed there, as they never are on SQLite."""
+    expected = {t.name: {cols for cols, unique in _expected_indexes(t) if unique} for t in tables}
+    cur.execute(_EXTRA_RULES_SQL, {"schema": schema, "names": [t.name for t in tables]})
+    extras = []
+    for table, what, columns, definition in cur.fetchall():
+        if columns is not None and tuple(columns) in expected.get(table, set()):
+            continue
+        extras.append(f"{table}: {what} that models.py does not make ({' '.join(definition.split())[:120]})")
+    return extras
+
+
 def schema_differences(cur: PgCursor, tables: list[Table], schema: str) -> list[str]:
     """One short phrase per way `schema` in PostgreSQL differs from what the models create.
 

@@ -34,7 +34,7 @@ from .options import Options
 from .output import Console, plural, print_checks, print_problems
 from .plan import Plan, build_plan, for_target
 from .report import RunReport
-from .schema_check import file_schema_differences, schema_differences
+from .schema_check import extra_rules, file_schema_differences, schema_differences
 from .source import Source, explain_sqlite_error, open_source, schema_objects
 from .target import connect, interruptible
 from .validate import Validation, validate, write_rejects
@@ -466,7 +466,10 @@ def _schema_differences(run: Run, cur: PgCursor, plan: Plan) -> list[str]:
     c.step(
         "🔍", "Comparing the target's tables with models.py (types, NOT NULLs, defaults, keys, indexes) ..."
     )
-    differences = schema_differences(cur, [tp.table for tp in plan.tables], run.options.schema)
+    tables = [tp.table for tp in plan.tables]
+    differences = schema_differences(cur, tables, run.options.schema)
+    if not run.options.reverse:  # PostgreSQL is the side the app will write to
+        differences += extra_rules(cur, tables, run.options.schema)
     run.report.schema_differences = differences
     if not differences:
         c.detail("✅ the schema matches the models")
