@@ -502,6 +502,9 @@ def test_sql_ascii_target_and_255_multibyte_characters(tmp_path, make_db):
     dry = migrate(db, url, "--dry-run")
     assert_failure(dry, 1)
     assert_named(dry, ("too_long", "not_in_target_encoding"), "users", *ids(rw.MULTIBYTE_USER))
+    assert (
+        "encoding is SQL_ASCII" in dry.stdout and "UnicodeDecodeError" in dry.stdout
+    )  # what the app would meet
     real = migrate(db, url)
     assert_failure(real, 1)
     assert pg_tables(url) == {}

@@ -141,6 +141,14 @@ def connect_target(run: Run, plan: Plan) -> tuple[PgConnection, Plan]:
     """Connect; the plan's codecs then learn the target's encoding, so the pre-flight checks what
     the load will meet."""
     conn, info = connect_postgres(run)
+    if info.encoding == "SQL_ASCII" and not run.options.reverse:
+        note = (
+            "the target database's encoding is SQL_ASCII: PostgreSQL stores text bytes unchecked, and the "
+            "app's psycopg2 cannot read non-ASCII text back from it (UnicodeDecodeError); a database "
+            "created WITH ENCODING 'UTF8' has none of that"
+        )
+        run.console.detail(f"⚠️ {note}")
+        run.report.warnings.append(note)
     return conn, for_target(plan, replace(plan.conversions, target_encoding=info.encoding))
 
 
