@@ -111,7 +111,13 @@ def _checked_columns(tp: TablePlan) -> list:
 
 
 def _conversions(tp: TablePlan) -> list[tuple[str, str, str]]:
-    return [(c.name, label, e) for c in tp.columns for label, e in c.codec.conversions(c.sqlite)]
+    """(column, label, SQLite test) of each lossless conversion, counted only where the value can
+    be stored: a '' in an integer column is a problem, not an integer stored as text."""
+    return [
+        (c.name, label, f"({e}) AND ({c.codec.problem(c.sqlite)}) IS NULL")
+        for c in tp.columns
+        for label, e in c.codec.conversions(c.sqlite)
+    ]
 
 
 def _needs_key_index(parent: TablePlan) -> bool:
