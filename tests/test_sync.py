@@ -136,8 +136,11 @@ def test_sync_applies_inserts_updates_deletes_and_verifies(
     assert SYNCED in result.stdout, explain(result)
     compare(db, pg_url)
     assert file_digest(db) == before, "the sync wrote to todo.db"
-    delta = json.loads(report.read_text())["delta"]
+    data = json.loads(report.read_text())
+    delta = data["delta"]
     assert delta["users"]["inserted"] == 1 and delta["tasks"]["inserted"] == 2
+    sent = {v["table"]: v["sent_rows"] for v in data["verification"]}
+    assert sent["users"] == 1 and sent["tasks"] == delta["tasks"]["inserted"] + delta["tasks"]["updated"]
     assert delta["tasks"]["updated"] >= 1 and 5 in delta["tasks"]["first_ids"]["updated"]
     assert pattern_task in delta["tasks"]["first_ids"]["deleted"]
     assert delta["recurring_patterns"]["deleted"] >= 1

@@ -600,6 +600,11 @@ def verify_synced(
                 )
             )
     run.report.set_checks(checks)
+    for v in run.report.verification:  # a sync's own terms: what it sent, and how values were proved
+        d = deltas[v["table"]]
+        v["sent_rows"] = d.inserted + d.updated
+        v["values"] = "read back" if d.changes else "compared row by row (unchanged, not read back)"
+        v["checksum_sha256"] = v["checksum_sha256"] or None
     print_checks(run.console, checks, values=True)
     spared = [
         tp.name
