@@ -226,8 +226,8 @@ def refuse_if_open(dest: Path, doing: str, *, replacing: bool = False) -> None:
     holders = processes_holding(dest) if replacing and dest.exists() else []
     if holders:
         raise UsageError(
-            f"{str(dest)!r} is open in {', '.join(holders[:3])} (idle, in rollback-journal mode): replacing "
-            "it would leave that process writing to the old file, and what it writes would be lost",
+            f"{str(dest)!r} is open in {', '.join(holders[:3])}: replacing it would leave that process on "
+            "the old file, and what it writes there would be lost",
             "stop that process, then re-run",
         )
 
