@@ -660,6 +660,34 @@ def test_a_sequence_set_back_is_moved_on_and_said_so(migrated_db: Path, pg_url: 
     assert NOTHING in again.stdout and "nothing written" in again.stdout, explain(again)
 
 
+def test_sync_with_allow_drift_fills_a_missing_column_as_a_migration_does(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """todo.db of an older app without tasks.priority (NOT NULL, default 'medium'): migrated with
+    --allow-drift, then synced; a new row takes the default, an updated one keeps its value."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=40, users=4, patterns=3)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("ALTER TABLE tasks DROP COLUMN priority")
+    src.close()
+    ok(db, pg_url, "--allow-drift")
+    pg_query(
+        pg_url, "UPDATE tasks SET priority = 'high' WHERE id = 3", autocommit=True
+    )  # hence --overwrite-changes
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET title = 'edited' WHERE id = 3")
+    src.execute(
+        "INSERT INTO tasks (title, completed, user_id, is_recurring, created_at) "
+        "VALUES ('new', 0, 1, 0, '2026-11-26 09:00:00.000000')"
+    )
+    new_id = src.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    src.close()
+    ok(db, pg_url, "--sync", "--allow-drift", "--overwrite-changes", "--dry-run")
+    result = ok(db, pg_url, "--sync", "--allow-drift", "--overwrite-changes")
+    assert SYNCED in result.stdout, explain(result)
+    rows = dict(pg_query(pg_url, f"SELECT id, priority || ' ' || title FROM tasks WHERE id IN (3, {new_id})"))
+    assert rows == {3: "high edited", new_id: "medium new"}
+
+
 def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:
     """The row count alone would not show it: one pattern deleted, one inserted by someone else."""
     pg_query(

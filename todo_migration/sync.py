@@ -552,11 +552,17 @@ def free_unique_values(cur: PgCursor, tp: TablePlan, keys: list[int]) -> None:
 
 
 def upsert(cur: PgCursor, tp: TablePlan, rows: IO[bytes]) -> None:
-    """COPY the rows into a temporary table, then one INSERT ... ON CONFLICT (id) DO UPDATE."""
+    """COPY the rows into a temporary table, then one INSERT ... ON CONFLICT (id) DO UPDATE.
+
+    The temporary table has only the columns todo.db has, and no constraints: a model column
+    todo.db lacks (--allow-drift) takes its default on insert, as in a migration, and keeps its
+    value on update."""
     staging = sql.Identifier(f"todo_sync_{tp.name}")
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in tp.columns)
     cur.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, sql.SQL(qualified(tp)))
+        sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            staging, cols, sql.SQL(qualified(tp))
+        )
     )
     rows.seek(0)
     cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(staging, cols, CSV_OPTIONS), rows)
