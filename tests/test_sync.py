@@ -578,9 +578,10 @@ def test_a_target_changed_behind_the_tools_back_is_refused(
 
 
 def test_a_failed_sync_never_moves_a_sequence_back(migrated_db: Path, pg_url: str) -> None:
-    """setval is not rolled back: a sync that deletes the highest ids and then fails (here its
-    verification, as a trigger changes what it stores) must not leave the sequence behind rows
-    PostgreSQL still holds, or the app's next insert fails on a duplicate key."""
+    """setval is not rolled back: a sync that deletes the highest ids and then fails after applying
+    them (here its ledger write waits on a lock another session holds, past --lock-timeout) must not
+    leave the sequence behind rows PostgreSQL still holds, or the app's next insert fails on a
+    duplicate key."""
     top = pg_query(pg_url, "SELECT max(id) FROM tasks")[0][0]
     src = sqlite3.connect(migrated_db, isolation_level=None)
     src.execute("DELETE FROM recurring_patterns WHERE task_id >= ?", (top - 1,))
@@ -588,17 +589,18 @@ def test_a_failed_sync_never_moves_a_sequence_back(migrated_db: Path, pg_url: st
     src.execute("DELETE FROM tasks WHERE id >= ?", (top - 1,))
     src.execute("UPDATE tasks SET title = 'lower case' WHERE id = 5")
     src.close()
-    pg_query(
-        pg_url,
-        "CREATE FUNCTION todo_upper() RETURNS trigger LANGUAGE plpgsql AS "
-        "'BEGIN NEW.title := upper(NEW.title); RETURN NEW; END'; "
-        "CREATE TRIGGER todo_upper BEFORE INSERT OR UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION todo_upper()",
-        autocommit=True,
-    )
     before = target_state(pg_url)
-    assert_failure(cli(migrated_db, pg_url, "--sync"), 1, "verification failed", "nothing was changed")
+    holder = psycopg2.connect(pg_url)
+    try:
+        with holder.cursor() as cur:  # reads go on; the sync's write to the ledger waits
+            cur.execute(f"LOCK TABLE {LEDGER} IN SHARE MODE")
+        result = cli(migrated_db, pg_url, "--sync", "--lock-timeout", "2s")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert_failure(result, 1, "timed out", "nothing was changed")
+    assert "Applying the changes" in result.stdout, explain(result)  # it failed after applying them
     assert target_state(pg_url) == before
-    pg_query(pg_url, "DROP TRIGGER todo_upper ON tasks", autocommit=True)
     nxt = pg_query(
         pg_url,
         "INSERT INTO tasks (title, user_id, created_at) VALUES ('app', 1, now()) RETURNING id",
@@ -686,6 +688,37 @@ def test_sync_with_allow_drift_fills_a_missing_column_as_a_migration_does(
     assert SYNCED in result.stdout, explain(result)
     rows = dict(pg_query(pg_url, f"SELECT id, priority || ' ' || title FROM tasks WHERE id IN (3, {new_id})"))
     assert rows == {3: "high edited", new_id: "medium new"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "named"),
+    [
+        (
+            "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN NEW.updated_at := now(); "
+            "RETURN NEW; END'; CREATE TRIGGER tasks_touch BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION touch()",
+            "trigger tasks_touch",
+        ),
+        (
+            "ALTER TABLE tasks ADD CONSTRAINT prio_chk CHECK (priority <> 'someday') NOT VALID",
+            "check constraint prio_chk",
+        ),
+        ("CREATE UNIQUE INDEX users_email_ci ON users (lower(email))", "unique index users_email_ci"),
+    ],
+    ids=["trigger", "check", "unique-expression-index"],
+)
+def test_rules_beyond_the_models_in_postgresql_refuse_the_sync_and_its_dry_run(
+    migrated_db: Path, pg_url: str, rule: str, named: str
+) -> None:
+    """The dry run passed, then the real sync failed ('should not happen', or a bare refusal)."""
+    pg_query(pg_url, rule, autocommit=True)
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute("UPDATE tasks SET description = 'changed', priority = 'someday' WHERE id = 11")
+    src.close()
+    before = target_state(pg_url)
+    for args in (["--dry-run"], []):
+        line = assert_failure(cli(migrated_db, pg_url, "--sync", *args), 1, "models.py does not make", named)
+        assert "--force-recreate" in line and "should not happen" not in line
+    assert target_state(pg_url) == before
 
 
 def test_a_delete_balanced_by_an_insert_is_named_as_both(migrated_db: Path, pg_url: str) -> None:

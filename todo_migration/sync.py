@@ -50,7 +50,7 @@ from .options import Options
 from .output import Console, plural, print_checks
 from .plan import Plan, TablePlan
 from .report import RunReport
-from .schema_check import schema_differences
+from .schema_check import extra_rules, schema_differences
 from .source import Source, explain_sqlite_error, quote_ident
 from .steps import Run, VerificationFailed
 from .validate import Validation, all_canonical, assume_canonical
@@ -204,6 +204,16 @@ def check_target_tables(run: Run, cur: PgCursor, plan: Plan) -> None:
         raise MigrationError(
             f"PostgreSQL's tables differ from models.py in {plural(len(differences), 'place')}, e.g. {differences[0]}",
             "re-run the full migration with --force-recreate to rebuild them from the models",
+            target_untouched=True,
+        )
+    extras = extra_rules(cur, [tp.table for tp in plan.tables], o.schema)
+    if extras:  # a trigger would change what is written (the verification fails), a rule refuse it
+        raise MigrationError(
+            f"PostgreSQL enforces on the app's tables what models.py does not make ({'; '.join(extras[:2])}"
+            f"{f'; {len(extras) - 2} more' if len(extras) > 2 else ''}): the rows a sync writes would be refused "
+            "or changed by it",
+            "drop it (who added it, and why?), or re-run the full migration with --force-recreate, which "
+            "rebuilds the tables from the models",
             target_untouched=True,
         )
 
