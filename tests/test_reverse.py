@@ -735,6 +735,32 @@ def test_disk_full_exits_1_and_leaves_the_destination(big_pg, tmp_path, existing
     assert dir_state(dest.parent) == before
 
 
+def test_a_destination_that_appears_during_the_export_is_not_replaced(big_pg, tmp_path):
+    """Two exports to one new path: the one that finishes second must not silently replace the
+    other's file (it had no --force-recreate). Here the other's file appears while this one copies."""
+    dest = destination(tmp_path)
+    before_backends = set(backends(big_pg))
+    with running(export_argv(big_pg, dest)) as proc:
+        if wait_copying(big_pg, dest, proc, before_backends) is None:
+            pytest.fail("the export finished before the other file could appear:\n" + explain(finish(proc)))
+        dest.write_bytes(b"the other export's file")
+        result = finish(proc)
+    assert_failure(result, 2, "appeared while the export ran", "--force-recreate")
+    assert dest.read_bytes() == b"the other export's file"
+    assert temp_files(dest) == []
+
+
+def test_a_symlinked_destination_replaces_the_file_it_names(sample_db, pg_url, tmp_path):
+    """--force-recreate through a link replaces the app's file, and the link stays a link."""
+    migrated(sample_db, pg_url)
+    real = existing_destination(tmp_path)
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    exported(pg_url, link, "--force-recreate", "--yes")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert_export_of(real, pg_url)
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["absent", "existing"])
 def test_kill_9_mid_export_leaves_the_destination_and_a_rerun_succeeds(big_pg, tmp_path, existing):
     dest = prepare(tmp_path, existing)

@@ -96,8 +96,13 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
     dest = options.sqlite_path
     console.step("🚀", f"PostgreSQL → SQLite export ({'dry-run' if options.dry_run else 'export'})")
     console.detail(f"source: {options.target.masked} (schema {options.schema})")
-    console.detail(f"destination: {dest}")
+    if dest.is_symlink():  # the file the link names is the app's: it is what gets replaced
+        dest = dest.resolve()
+        console.detail(f"destination: {options.sqlite_path} → {dest}")
+    else:
+        console.detail(f"destination: {dest}")
     check_destination(run, dest)  # STEP 1
+    replacing = dest.exists()
     conn = connect_snapshot(run)  # STEP 2
     try:
         with conn.cursor() as cur:
@@ -121,7 +126,7 @@ def run_export(options: Options, console: Console, report: RunReport) -> None:
                     with run.phase("rename"):  # STEP 6
                         _give_mode(tmp, dest)
                         _fsync(tmp)
-                        os.replace(tmp, dest)
+                        move_into_place(tmp, dest, replacing=replacing)
                         _fsync_directory(dest.parent)
                 except BaseException:
                     sent.stop()
@@ -805,6 +810,33 @@ def record_ledger_in_file(path: Path, sums: dict[str, tuple[int, str]], source: 
 
 
 # --- STEP 6 and helpers ----------------------------------------------------------------------
+
+
+def move_into_place(tmp: Path, dest: Path, *, replacing: bool) -> None:
+    """The atomic rename. A destination that did not exist when the run began must not exist now
+    either (another export to the same path, finished meanwhile): linking, unlike renaming, refuses
+    to replace it. Where the file system has no hard links, the rename does, after one last look."""
+    if replacing:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        _appeared(dest)
+    except OSError:
+        if dest.exists():
+            _appeared(dest)
+        os.replace(tmp, dest)
+        return
+    tmp.unlink()
+
+
+def _appeared(dest: Path) -> None:
+    raise UsageError(
+        f"{str(dest)!r} appeared while the export ran (another export to the same path?); it was left as it is "
+        "and this export was discarded",
+        "re-run with --force-recreate to replace it, or pass another --sqlite-path",
+    )
 
 
 def _give_mode(tmp: Path, dest: Path) -> None:
