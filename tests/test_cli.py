@@ -243,6 +243,22 @@ def test_a_name_the_models_need_taken_by_something_else_fails_the_dry_run_too(sa
     assert not {"users", "tasks", "recurring_patterns"} & set(pg_tables(pg_url))
 
 
+@pytest.mark.parametrize(
+    "other",
+    ["CREATE TABLE todo_migration_ledger (table_name text PRIMARY KEY, note text)",
+     "CREATE VIEW todo_migration_ledger AS SELECT 1 AS table_name"],
+    ids=["another-tools-table", "a-view"],
+)  # fmt: skip
+def test_a_ledger_that_is_not_ours_fails_the_dry_run_too(sample_db, pg_url, other):
+    """It failed the real run only after the whole load ('refused while verifying: column rows …')."""
+    pg_query(pg_url, other, autocommit=True)
+    for args in (["--dry-run"], []):
+        result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, *args)
+        assert_one_line_error(result, "todo_migration_ledger exists but is not this tool's ledger", "RENAME")
+        assert result.returncode == 1
+    assert not {"users", "tasks", "recurring_patterns"} & set(pg_tables(pg_url))
+
+
 def test_dry_run_detects_missing_create_permission(sample_db, pg_server, pg_db):
     pg_server.execute("DROP ROLE IF EXISTS app_limited")
     pg_server.execute("CREATE ROLE app_limited LOGIN PASSWORD 'limited-pw'")

@@ -21,6 +21,7 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as PgCursor
 
 from . import __version__
+from .errors import MigrationError
 from .source import as_text
 
 LEDGER_TABLE = "todo_migration_ledger"
@@ -46,6 +47,34 @@ def _ledger(schema: str) -> sql.Composed:
 def exists(cur: PgCursor, schema: str) -> bool:
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_ledger(schema).as_string(cur),))
     return bool(cur.fetchone()[0])
+
+
+LEDGER_COLUMNS = {"table_name", "rows", "xids", "job", "source", "tool_version", "written_at"}
+
+
+def refuse_foreign(cur: PgCursor, schema: str) -> None:
+    """A relation of the ledger's name that is not this tool's ledger (another tool's table, a view)
+    would fail the run only at its end, after the whole load: said before anything is written."""
+    cur.execute(
+        "SELECT c.relkind, array(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 "
+        "AND NOT attisdropped) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema, LEDGER_TABLE),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return
+    kind, columns = row
+    missing = sorted(LEDGER_COLUMNS - set(columns))
+    if kind in ("r", "p") and not missing:
+        return
+    what = "is not a table" if kind not in ("r", "p") else f"has no {', '.join(missing)}"
+    raise MigrationError(
+        f"{schema}.{LEDGER_TABLE} exists but is not this tool's ledger (it {what}); the run records what it "
+        "wrote there",
+        f"rename or drop it (ALTER TABLE {schema}.{LEDGER_TABLE} RENAME TO …), or use --schema with another schema",
+        target_untouched=True,
+    )
 
 
 def read(cur: PgCursor, schema: str) -> dict[str, Entry]:

@@ -226,6 +226,7 @@ def check_target(run: Run, cur: PgCursor, plan: Plan, confirm: Callable[[str], b
     """The app's tables the target already has: refused unless --force-recreate, which asks first
     on a terminal when they hold rows (`confirm` asks at most once a run)."""
     o, c = run.options, run.console
+    ledger.refuse_foreign(cur, o.schema)
     existing = session.existing_tables(cur, o.schema, [(tp.name, qualified(tp)) for tp in plan.tables])
     if not existing:
         c.detail(f"✅ schema {o.schema} has none of the app's tables yet")

@@ -123,6 +123,7 @@ def catch_up(
         with conn.cursor() as cur:
             session.begin(cur, read_only=False, lock_timeout=o.lock_timeout, wait=o.wait, schema=o.schema)
             check_target_tables(run, cur, plan)
+            ledger.refuse_foreign(cur, o.schema)
             refuse_missing_privileges(run, cur, plan)
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
