@@ -213,10 +213,28 @@ def test_empty_fields_of_an_import_are_refused_with_the_update_that_makes_them_n
     db = rw.make_sqlite3_import(tmp_path / "todo.db", tasks=60, empty_as_null=False)
     result = run_cli("--sqlite-path", str(db), "--postgres-url", pg_url)
     assert result.returncode == 1
-    updates = re.findall(r"if it means no value: (UPDATE .*)", result.stdout)
+    updates = re.findall(r"if it means (?:no value|the model's default): (UPDATE .*)", result.stdout)
     assert any("due_date" in u for u in updates) and any("parent_task_id" in u for u in updates), (
         result.stdout
     )
+    subprocess.run(["sqlite3", str(db)], input=";\n".join(updates) + ";\n", text=True, check=True)
+    check(migrate(db, pg_url), db, pg_url)
+
+
+def test_placeholders_in_not_null_columns_get_an_update_that_can_run(sample_db, tmp_path, pg_url):
+    """'' where a cell was cleared in an editor, 'NULL' typed as text: for a NOT NULL column the
+    hint is the model's default (SET completed = NULL would fail), for a nullable one NULL."""
+    db = tmp_path / "edited.db"
+    shutil.copy(sample_db, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tasks SET completed = '' WHERE id = 6")
+        conn.execute("UPDATE tasks SET updated_at = 'NULL' WHERE id = 3")
+    conn.close()
+    result = migrate(db, pg_url)
+    assert result.returncode == 1
+    updates = re.findall(r"if it means (?:no value|the model's default): (UPDATE .*)", result.stdout)
+    assert "UPDATE tasks SET completed = 0 WHERE completed = ''" in updates, result.stdout
+    assert "UPDATE tasks SET updated_at = NULL WHERE updated_at = 'NULL'" in updates, result.stdout
     subprocess.run(["sqlite3", str(db)], input=";\n".join(updates) + ";\n", text=True, check=True)
     check(migrate(db, pg_url), db, pg_url)
 

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
+from .convert import sql_text
 from .load import qualified_table
 
 if TYPE_CHECKING:
     from .plan import Plan
     from .report import RunReport
-    from .validate import Validation
+    from .validate import ProblemGroup, Validation
     from .verify import TableCheck
 
 
@@ -114,7 +115,9 @@ def plural(n: int, word: str) -> str:
 # --- what the steps print --------------------------------------------------------------------
 
 
-def print_problems(console: Console, validation: Validation, *, rejects_path: Path | None) -> None:
+def print_problems(
+    console: Console, validation: Validation, *, rejects_path: Path | None, plan: Plan | None = None
+) -> None:
     """The pre-flight's findings: conversions, then each problem group with ids and an example."""
     for (table, column, label), n in sorted(validation.conversions.items()):
         console.detail(f"converted: {table}.{column}: {label} ({n:,})")
@@ -127,16 +130,42 @@ def print_problems(console: Console, validation: Validation, *, rejects_path: Pa
     for g in validation.groups:
         ids = ", ".join(map(str, g.ids)) + (", …" if g.count > len(g.ids) else "")
         console.detail(f"{g.kind:<22} {g.table}.{g.column}: {g.count:,} (ids {ids}); e.g. {g.example}")
-        if g.example.endswith(": ''"):  # what sqlite3's .import makes of an empty CSV field
-            console.detail(
-                f"  empty text, as sqlite3 .import leaves empty CSV fields; if it means no value: "
-                f"UPDATE {g.table} SET {g.column} = NULL WHERE {g.column} = ''"
-            )
+        if plan is not None and (hint := placeholder_hint(g, plan)):
+            console.detail(f"  {hint}")
     if rejects_path is not None:
         total = sum(validation.rejected.values())
         console.detail(
             f"--on-invalid skip: {plural(total, 'row')} will go to {rejects_path} instead of PostgreSQL"
         )
+
+
+PLACEHOLDERS = {
+    "''": "empty text, as sqlite3 .import leaves an empty CSV field (or an editor a cleared cell)",
+    "'NULL'": "the text 'NULL', as some editors store it when NULL is typed into a cell",
+}
+
+
+def placeholder_hint(group: ProblemGroup, plan: Plan) -> str | None:
+    """For a problem whose example is a placeholder for 'no value' (an empty or 'NULL' text): the
+    UPDATE that says so, NULL where the model allows it, else the model's default."""
+    value = next((v for v in PLACEHOLDERS if group.example.endswith(f": {v}")), None)
+    if value is None:
+        return None
+    column = plan.table(group.table).column(group.column).column
+    t, c = group.table, group.column
+    if column.nullable:
+        return f"{PLACEHOLDERS[value]}; if it means no value: UPDATE {t} SET {c} = NULL WHERE {c} = {value}"
+    default = column.default.arg if column.default is not None and column.default.is_scalar else None
+    if default is None:
+        return f"{PLACEHOLDERS[value]}; {t}.{c} is NOT NULL with no default: give those rows a value"
+    literal = (
+        str(int(default))
+        if isinstance(default, bool)
+        else sql_text(default)
+        if isinstance(default, str)
+        else str(default)
+    )
+    return f"{PLACEHOLDERS[value]}; if it means the model's default: UPDATE {t} SET {c} = {literal} WHERE {c} = {value}"
 
 
 def print_checks(console: Console, checks: list[TableCheck], *, values: bool) -> None:

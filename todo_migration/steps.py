@@ -175,7 +175,7 @@ def exact_preflight(run: Run, source: Source, plan: Plan) -> Validation:
         except sqlite3.Error as exc:
             raise explain_sqlite_error(exc, o.sqlite_path) from None
     run.report.set_validation(validation)
-    print_problems(c, validation, rejects_path=o.rejects_path if o.skip_invalid else None)
+    print_problems(c, validation, rejects_path=o.rejects_path if o.skip_invalid else None, plan=plan)
     if validation.groups and not o.skip_invalid:
         groups = validation.groups
         first = groups[0]
