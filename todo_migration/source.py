@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,7 +282,7 @@ def _refuse_unless_utf8(conn: sqlite3.Connection, path: Path) -> None:
         f"{str(path)!r} stores its text as {encoding}; this tool reads SQLite files in UTF-8, "
         "the encoding the app's SQLAlchemy creates",
         f"make a UTF-8 copy (it holds the same values) and pass that: "
-        f"sqlite3 {path} .dump | sqlite3 {path.with_name(path.stem + '-utf8.db')}",
+        f"sqlite3 {shlex.quote(str(path))} .dump | sqlite3 {shlex.quote(str(path.with_name(path.stem + '-utf8.db')))}",
     )
 
 

@@ -386,6 +386,6 @@ def explain_run_error(
         )
     return MigrationError(
         f"PostgreSQL refused while {doing}: {first}",
-        "fix the cause above and re-run (--debug shows the full error)",
+        "fix the cause PostgreSQL names here and re-run (--debug shows the full error)",
         target_untouched=True,
     )
