@@ -452,6 +452,26 @@ def test_a_utf16_source_is_refused_with_a_conversion_that_works(sample_db, tmp_p
     assert pg_query(pg_url, "SELECT title FROM tasks WHERE id = 3")[0][0].startswith("café ☕ ")
 
 
+def test_alembics_bookkeeping_table_is_named_not_drift(sample_db, pg_url, tmp_path):
+    """A todo.db an Alembic-managed app version made: alembic_version is the schema's record, not
+    the app's data. Not copied, no --allow-drift needed, and the stamp command is said."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+        conn.execute("INSERT INTO alembic_version VALUES ('3f2a1b9c7d10')")
+    conn.close()
+    report = tmp_path / "r.json"
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--report", str(report))
+    assert result.returncode == 0, explain(result)
+    assert "alembic stamp 3f2a1b9c7d10" in result.stdout
+    assert "alembic_version" not in pg_tables(pg_url)
+    compare(sample_db, pg_url)
+    noted = json.loads(report.read_text())["not_migrated"]
+    assert any(o["name"] == "alembic_version" and o["revisions"] == ["3f2a1b9c7d10"] for o in noted)
+
+
 def test_source_without_the_app_tables(tmp_path, pg_url):
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:

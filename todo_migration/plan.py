@@ -94,6 +94,11 @@ class Drift:
     fatal: bool = False
 
 
+# Tables a schema-migration tool keeps about the schema itself, not the app's data: not copied
+# (the models make the target's schema), and no reason to ask for --allow-drift.
+BOOKKEEPING_TABLES = {"alembic_version": "Alembic"}
+
+
 @dataclass
 class Plan:
     schema: str
@@ -172,6 +177,8 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: 
     # The tool's own record of what an export left (ledger.py) is not the app's data.
     ignored = sorted(t.name for key, t in source.tables.items() if key not in planned and key != LEDGER_TABLE)
     for name in ignored:
+        if name.lower() in BOOKKEEPING_TABLES:  # said as such (steps.plan_from_models), not drift
+            continue
         rows = source.tables[name.lower()].row_count
         drift.append(
             Drift(name, None, "unknown_table", f"not in the models: its {rows:,} rows would not be copied")

@@ -32,10 +32,10 @@ from .load import (
 )
 from .options import Options
 from .output import Console, plural, print_checks, print_problems
-from .plan import Plan, build_plan, for_target
+from .plan import BOOKKEEPING_TABLES, Plan, build_plan, for_target
 from .report import RunReport
 from .schema_check import extra_rules, file_schema_differences, schema_differences
-from .source import Source, explain_sqlite_error, open_source, schema_objects
+from .source import Source, as_text, explain_sqlite_error, open_source, quote_ident, schema_objects
 from .target import connect, interruptible
 from .validate import Validation, validate, write_rejects
 from .verify import TableCheck, verify_all
@@ -88,6 +88,7 @@ def plan_from_models(run: Run, source: Source) -> Plan:
             "pass --sqlite-path with the Todo app's todo.db",
         )
     _report_not_migrated(run, source)
+    _say_bookkeeping(run, source, plan)
     run.report.drift = [vars(d) for d in plan.drift]
     if not plan.drift:
         return plan
@@ -109,6 +110,29 @@ def plan_from_models(run: Run, source: Source) -> Plan:
             "re-run with --allow-drift to proceed as listed, or align the models; nothing was written",
         )
     return plan
+
+
+def _say_bookkeeping(run: Run, source: Source, plan: Plan) -> None:
+    """Alembic's alembic_version is not the app's data and is not copied; what it records (the
+    schema's revision) is said, with the command that records it in PostgreSQL."""
+    for name in plan.ignored_tables:
+        tool = BOOKKEEPING_TABLES.get(name.lower())
+        if tool is None:
+            continue
+        try:
+            revisions = [
+                as_text(r) for (r,) in source.conn.execute(f"SELECT * FROM main.{quote_ident(name)}")
+            ]
+        except sqlite3.Error:
+            revisions = []
+        shown = ", ".join(revisions) or "none"
+        run.console.step(
+            "ℹ️",
+            f"{name} ({tool}'s record of the schema revision: {shown}) is not copied; models.py makes the "
+            f"target's schema. For {tool} to carry on there: alembic stamp {revisions[0] if revisions else 'head'}, "
+            "against PostgreSQL, after the migration",
+        )
+        run.report.not_migrated.append({"kind": "table", "name": name, "table": name, "revisions": revisions})
 
 
 def _report_not_migrated(run: Run, source: Source) -> None:
