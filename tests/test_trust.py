@@ -655,6 +655,28 @@ def test_an_id_at_the_end_of_integer_says_the_sequence_is_exhausted_before_writi
     assert "Migrating" not in out[: out.index("exhausted")], out
 
 
+def test_an_autoincrement_counter_past_integer_is_named_as_the_cause(sample_db, tmp_path, pg_url):
+    """Small ids, but sqlite_sequence at 3,000,000,000 (SQLite's next id): the warning names the
+    counter, not the ids, which do not reach the limit."""
+    db = tmp_path / "counter.db"
+    rebuilt = sqlite3.connect(db)
+    rebuilt.execute("ATTACH DATABASE ? AS s", (str(sample_db),))
+    for (statement,) in rebuilt.execute("SELECT sql FROM s.sqlite_master WHERE type = 'table'").fetchall():
+        rebuilt.execute(statement.replace("id INTEGER NOT NULL,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+                        .replace(", \n\tPRIMARY KEY (id)", "").replace(",\n\tPRIMARY KEY (id)", ""))  # fmt: skip
+    for table in ("users", "tasks", "recurring_patterns"):
+        rebuilt.execute(f"INSERT INTO main.{table} SELECT * FROM s.{table}")
+    rebuilt.execute("UPDATE sqlite_sequence SET seq = 3000000000 WHERE name = 'tasks'")
+    rebuilt.commit()
+    rebuilt.close()
+    result = migrate(db, pg_url)
+    assert result.returncode == 0, explain(result)
+    assert "AUTOINCREMENT counter for tasks (sqlite_sequence) is at 3,000,000,000" in result.stdout, (
+        result.stdout
+    )
+    assert "tasks: ids reach" not in result.stdout
+
+
 def test_autoincrement_high_water_mark_is_not_handed_out_again(tmp_path, pg_url):
     db = rw.make_autoincrement_deleted(tmp_path / "todo.db")
     dry, real = dry_run_agrees(db, pg_url)

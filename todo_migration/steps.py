@@ -182,8 +182,15 @@ def sequence_marks(run: Run, source: Source, plan: Plan) -> dict[str, int]:
     marks = {tp.name: high_water_id(source, tp) for tp in plan.tables}
     for table, mark in marks.items():
         if mark >= INT32_MAX:
-            line = (f"{table}: ids reach {INT32_MAX:,}, the most the models' integer id holds; the sequence "
-                    f"will be exhausted and the app's next insert into {table} will fail (widen the id column)")  # fmt: skip
+            counter = plan.table(table).source.sequence if plan.table(table).source else None
+            reach = (
+                f"todo.db's AUTOINCREMENT counter for {table} (sqlite_sequence) is at {counter:,}, past "
+                f"{INT32_MAX:,}"
+                if isinstance(counter, int) and counter > INT32_MAX
+                else f"{table}: ids reach {INT32_MAX:,}"
+            )
+            line = (f"{reach}, the most the models' integer id holds; the sequence will be exhausted and the "
+                    f"app's next insert into {table} will fail (widen the id column)")  # fmt: skip
             run.console.step("⚠️", line)
             run.report.warnings.append(line)
     return marks
