@@ -778,12 +778,19 @@ def test_wide_rows_peak_memory_stays_under_100_mb(tmp_path, pg_url):
 # --- 14. messages that mislead ------------------------------------------------------------------------------
 
 
-def test_hot_journal_is_explained_and_left_alone(tmp_path, pg_url):
-    db = rw.make_hot_journal(tmp_path / "todo.db")
+@pytest.mark.parametrize("through", ["the-file", "a-symlink"])
+def test_hot_journal_is_explained_and_left_alone(tmp_path, pg_url, through):
+    (tmp_path / "real").mkdir()
+    db = rw.make_hot_journal(tmp_path / "real" / "todo.db")
+    given = db
+    if through == "a-symlink":  # SQLite names the journal after the file the link points at
+        given = tmp_path / "link.db"
+        given.symlink_to(db)
     before = digests(db)
-    result = migrate(db, pg_url)
+    result = migrate(given, pg_url)
     err = assert_failure(result, None)
     assert "journal" in err.lower() or "interrupted" in err.lower(), err
+    assert "link.db-journal" not in err and f"{db}-journal" in err, err
     assert "readonly database" not in err.lower()
     assert digests(db) == before
     assert pg_tables(pg_url) == {}

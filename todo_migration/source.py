@@ -150,11 +150,12 @@ def explain_sqlite_error(exc: sqlite3.Error, path: Path) -> MigrationError:
     msg = str(exc)
     low = msg.lower()
     name = getattr(exc, "sqlite_errorname", "") or ""
+    real = path.resolve()  # SQLite names the companions after the file a symlink points at
     if name == "SQLITE_READONLY_ROLLBACK" or (
-        "readonly" in low and _nonempty(Path(f"{path}-journal")) and not Path(f"{path}-wal").exists()
+        "readonly" in low and _nonempty(Path(f"{real}-journal")) and not Path(f"{real}-wal").exists()
     ):
         return MigrationError(
-            f"{str(path)!r} has a hot rollback journal ({path.name}-journal): a write to it was interrupted "
+            f"{str(path)!r} has a hot rollback journal ({real}-journal): a write to it was interrupted "
             "and must be rolled back before anyone reads it",
             f"let the app (or: sqlite3 {path} 'PRAGMA integrity_check') open it once as a user who can write "
             "the file and its directory, then re-run; keep the -journal file until then",
