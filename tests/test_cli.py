@@ -586,6 +586,8 @@ def test_progress_bars_and_phase_times_only_on_a_terminal(pg_url, tmp_path):
     (["--dry-run", "--verify-only"], "cannot be combined"),
     (["--verify-only", "--force-recreate"], "--verify-only writes nothing"),
     (["--schema", " "], "--schema is empty"),
+    (["--schema", "pg_toast"], "PostgreSQL's own"),
+    (["--schema", "information_schema"], "PostgreSQL's own"),
 ])  # fmt: skip
 def test_contradictory_or_malformed_flags_are_usage_errors(sample_db, pg_url, args, needle):
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, *args)

@@ -195,6 +195,11 @@ def options_from(args: argparse.Namespace, rejects: Path | None, report: Path | 
         )
     if not args.schema.strip():
         raise UsageError("--schema is empty", "pass a schema name, e.g. --schema public")
+    if args.schema.lower().startswith("pg_") or args.schema.lower() == "information_schema":
+        raise UsageError(
+            f"--schema {args.schema} is one of PostgreSQL's own (pg_* and information_schema are the system's)",
+            "pass the app's schema, e.g. --schema public",
+        )
     url, origin = resolve_target_url(args.postgres_url, dict(os.environ), Path.cwd() / ".env")
     return Options(
         sqlite_path=Path(args.sqlite_path).expanduser(),
