@@ -376,31 +376,33 @@ def reset_sequence(
     return cur.fetchone()[0]
 
 
-def _sequence_past(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:
-    """Whether the last id the sequence handed out is at or past max(id) and the high-water mark."""
+def _last_handed_out(cur: PgCursor, tp: TablePlan) -> int | None:
+    """The last id the table's sequence handed out (one below its next); None without a sequence."""
     cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
     seq = cur.fetchone()[0]
     if seq is None:
-        return False
+        return None
     cur.execute(
-        sql.SQL(
-            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {seq}) "
-            ">= greatest((SELECT max({pk}) FROM {t}), %s)"
-        ).format(seq=sql.SQL(seq), pk=sql.Identifier(tp.pk), t=sql.SQL(qualified(tp))),
-        (high_water,),
+        sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {}").format(
+            sql.SQL(seq)
+        )
     )
-    return bool(cur.fetchone()[0])
+    return cur.fetchone()[0]
+
+
+def _sequence_past(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:
+    """Whether the last id the sequence handed out is at or past max(id) and the high-water mark."""
+    last = _last_handed_out(cur, tp)
+    if last is None:
+        return False
+    cur.execute(sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tp.pk), sql.SQL(qualified(tp))))
+    top = cur.fetchone()[0]
+    return last >= max(high_water, top if top is not None else high_water)
 
 
 def sequence_behind(cur: PgCursor, tp: TablePlan, high_water: int) -> bool:
     """Whether the app's next id in PostgreSQL would not pass todo.db's high-water mark."""
-    cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (qualified(tp), tp.pk))
-    seq = cur.fetchone()[0]
-    if seq is None or high_water <= 0:
+    if high_water <= 0:
         return False
-    cur.execute(
-        sql.SQL("SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {}").format(
-            sql.SQL(seq)
-        )
-    )
-    return cur.fetchone()[0] <= high_water
+    last = _last_handed_out(cur, tp)
+    return last is not None and last + 1 <= high_water
