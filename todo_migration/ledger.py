@@ -45,8 +45,13 @@ def _ledger(schema: str) -> sql.Composed:
 
 
 def exists(cur: PgCursor, schema: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_ledger(schema).as_string(cur),))
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table_name(cur, schema),))
     return bool(cur.fetchone()[0])
+
+
+def table_name(cur: PgCursor, schema: str) -> str:
+    """The ledger's schema-qualified name, quoted, as SQL text."""
+    return _ledger(schema).as_string(cur)
 
 
 LEDGER_COLUMNS = {"table_name", "rows", "xids", "job", "source", "tool_version", "written_at"}
@@ -121,8 +126,7 @@ def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source
     """Write (or replace) the entries, inside the caller's transaction. The table is created only
     where it is missing: even IF NOT EXISTS needs CREATE on the schema, which the app's own role,
     granted only the tables, lacks."""
-    cur.execute("SELECT to_regclass(%s)", (_ledger(schema).as_string(cur),))
-    if cur.fetchone()[0] is None:
+    if not exists(cur, schema):
         cur.execute(
             sql.SQL(
                 "CREATE TABLE {} (table_name text PRIMARY KEY, rows bigint NOT NULL, "

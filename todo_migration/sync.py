@@ -225,8 +225,7 @@ def refuse_missing_privileges(run: Run, cur: PgCursor, plan: Plan) -> None:
     failing partway through with PostgreSQL's first refusal."""
     o = run.options
     tables = [qualified(tp) for tp in plan.tables]
-    cur.execute("SELECT to_regclass(%s)::text", (f"{quote_ident(o.schema)}.{ledger.LEDGER_TABLE}",))
-    ledger_table = cur.fetchone()[0]
+    ledger_table = ledger.table_name(cur, o.schema) if ledger.exists(cur, o.schema) else None
     cur.execute(
         "SELECT t, p FROM unnest(%s::text[]) AS x(t), "
         "unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p WHERE NOT has_table_privilege(t, p) "
