@@ -822,17 +822,17 @@ def move_into_place(tmp: Path, dest: Path, *, replacing: bool) -> None:
     try:
         os.link(tmp, dest)
     except FileExistsError:
-        _appeared(dest)
+        raise _appeared(dest) from None
     except OSError:
         if dest.exists():
-            _appeared(dest)
+            raise _appeared(dest) from None
         os.replace(tmp, dest)
         return
     tmp.unlink()
 
 
-def _appeared(dest: Path) -> None:
-    raise UsageError(
+def _appeared(dest: Path) -> UsageError:
+    return UsageError(
         f"{str(dest)!r} appeared while the export ran (another export to the same path?); it was left as it is "
         "and this export was discarded",
         "re-run with --force-recreate to replace it, or pass another --sqlite-path",
@@ -842,17 +842,16 @@ def _appeared(dest: Path) -> None:
 def _give_mode(tmp: Path, dest: Path) -> None:
     """The permissions and owner the file would have had: those of the file it replaces (an app
     running as another user must still open it), else the umask's (mkstemp makes files private)."""
-    if dest.exists():
-        mode = dest.stat().st_mode & 0o777
-    else:
+    try:
+        old = dest.stat()
+    except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
-    if dest.exists():  # and its owner, where we may (root, or the owner already)
-        st = dest.stat()
-        with contextlib.suppress(OSError):
-            os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, 0o666 & ~umask)
+        return
+    os.chmod(tmp, old.st_mode & 0o777)
+    with contextlib.suppress(OSError):  # the owner too, where we may (root, or the owner already)
+        os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _fsync(path: Path) -> None:
