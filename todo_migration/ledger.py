@@ -169,6 +169,20 @@ def record(cur: PgCursor, schema: str, entries: list[Entry], *, job: str, source
             )
 
 
+def written_since(
+    cur: PgCursor, schema: str, tables: list[tuple[str, str]]
+) -> tuple[dict[str, Entry], dict[str, str]]:
+    """The ledger's entries, and for each of the (name, qualified name) tables that changed since
+    its entry was written (or has none), what changed, in words."""
+    entries = read(cur, schema)
+    changed = {}
+    for name, table_sql in tables:
+        what = written_by_others(cur, table_sql, entries.get(name))
+        if what is not None:
+            changed[name] = what
+    return entries, changed
+
+
 def written_by_others(cur: PgCursor, table_sql: str, entry: Entry | None) -> str | None:
     """What changed in one table since the entry was written, in words; None if nothing did."""
     if entry is None:

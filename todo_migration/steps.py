@@ -467,19 +467,16 @@ def _how_to_make_equal(run: Run, cur: PgCursor, plan: Plan) -> str:
             f"to make {o.sqlite_path} equal PostgreSQL: --reverse --sync (or export afresh with "
             "--reverse --force-recreate); PostgreSQL is not changed by either"
         )
-    entries = ledger.read(cur, o.schema)
+    entries, written = ledger.written_since(cur, o.schema, [(tp.name, qualified(tp)) for tp in plan.tables])
     if not entries:
         return (
             "PostgreSQL holds no record of a migrate/sync by this tool (an older version, or by hand), so a "
             "--sync cannot tell its rows from someone else's: --sync --overwrite-changes makes it equal todo.db, "
             "or re-run the migration with --force-recreate"
         )
-    others = [
-        tp.name for tp in plan.tables if ledger.written_by_others(cur, qualified(tp), entries.get(tp.name))
-    ]
-    if others:
+    if written:
         return (
-            f"someone wrote to PostgreSQL since the last migrate/sync ({', '.join(others)}: is the app already "
+            f"someone wrote to PostgreSQL since the last migrate/sync ({', '.join(written)}: is the app already "
             "pointed at it?); to make it equal todo.db anyway: --sync --overwrite-changes, or re-run the "
             "migration with --force-recreate"
         )

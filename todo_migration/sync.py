@@ -326,14 +326,10 @@ def refuse_changes_behind_back(run: Run, cur: PgCursor, plan: Plan) -> dict[str,
     wrote there (the app, already switched over?) and catching up would overwrite their rows.
     The ledger's entries by table; None where one cannot be trusted (--overwrite-changes)."""
     o = run.options
-    entries: dict[str, ledger.Entry | None] = dict(ledger.read(cur, o.schema))
-    changed = []
     with run.phase("check ledger"):
-        for tp in plan.tables:
-            what = ledger.written_by_others(cur, qualified(tp), entries.get(tp.name))
-            if what is not None:
-                changed.append(f"{tp.name}: {what}")
-                entries[tp.name] = None
+        found, written = ledger.written_since(cur, o.schema, [(tp.name, qualified(tp)) for tp in plan.tables])
+    entries: dict[str, ledger.Entry | None] = {**found, **dict.fromkeys(written)}
+    changed = [f"{name}: {what}" for name, what in written.items()]
     if not changed:
         return entries
     if o.overwrite_changes:
