@@ -420,6 +420,32 @@ def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
     compare(migrated_db, pg_url, rejects=rejects)
 
 
+@pytest.mark.parametrize("row_id", [2**63 - 1, 2**63 - 4000, 2**31])
+def test_an_id_beyond_postgresqls_integer_is_refused_or_rejected_as_in_a_migration(
+    migrated_db: Path, pg_url: str, tmp_path: Path, row_id: int
+) -> None:
+    """An id near SQLite's largest rowid (2**63 - 1) ends the last range of ids: its bounds must
+    stay within 64 bits, and the row must be found, not silently passed over."""
+    src = sqlite3.connect(migrated_db, isolation_level=None)
+    src.execute(
+        "INSERT INTO tasks (id, title, completed, priority, user_id, is_recurring, created_at, updated_at) "
+        "SELECT ?, 'huge id', 0, 'low', min(id), 0, '2024-01-01 00:00:00.000000', '2024-01-01 00:00:00.000000' "
+        "FROM users",
+        (row_id,),
+    )
+    src.close()
+    before = target_state(pg_url)
+    for args in (("--sync", "--dry-run"), ("--sync",)):
+        result = cli(migrated_db, pg_url, *args)
+        assert_failure(result, 1, "integer_out_of_range", "--on-invalid skip")
+        assert "Traceback" not in result.stderr and "unexpected" not in result.stderr, explain(result)
+    assert target_state(pg_url) == before
+    rejects = tmp_path / "rejects.jsonl"
+    ok(migrated_db, pg_url, "--sync", "--on-invalid", "skip", "--rejects", str(rejects))
+    assert [json.loads(line)["id"] for line in rejects.read_text().splitlines()] == [row_id]
+    compare(migrated_db, pg_url, rejects=rejects)
+
+
 def test_the_ledger_is_written_with_the_data_and_only_then(tmp_path: Path, pg_url: str) -> None:
     db = make_todo_db(tmp_path / "todo.db")
     src = sqlite3.connect(db, isolation_level=None)

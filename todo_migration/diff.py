@@ -31,7 +31,7 @@ from typing import IO, Any, TypeVar
 
 from psycopg2.extensions import connection as PgConnection
 
-from .load import PART_BITS, qualified, rows_of_parts_sql, sqlite_line, target_line_sql
+from .load import PART_BITS, PART_LAST, qualified, rows_of_parts_sql, sqlite_line, target_line_sql
 from .plan import TablePlan
 from .source import Source, quote_ident
 from .validate import Validation
@@ -346,17 +346,17 @@ def compare_by_fingerprints(
     whole_sql, parts_sql = _fingerprint_sql(tp, fingerprint, parts=False), _fingerprint_sql(tp, fingerprint)
     seen = {"ranges": 0, "changed": 0}  # counted by both reading threads; a rough count will do
 
-    def build(conn: sqlite3.Connection, n: int, lo: int, hi: int) -> tuple:
+    def build(conn: sqlite3.Connection, n: int, lo: int, last: int) -> tuple:
         """Where the range's own fingerprint is known and most ranges so far were unchanged, it is
         taken first (one cheap query): unchanged, its parts need not be printed one by one."""
         if n in known and not (seen["ranges"] >= 8 and 2 * seen["changed"] > seen["ranges"]):
-            lines, rows = conn.execute(whole_sql, (lo, hi)).fetchone()
+            lines, rows = conn.execute(whole_sql, (lo, last)).fetchone()
             whole = FINGERPRINT_HASH(lines or b"").digest()[:DIGEST_BYTES]
             seen["ranges"] += 1
             if whole == known[n]:
                 return None, rows, whole
             seen["changed"] += 1
-        return _fingerprints_of(conn.execute(parts_sql, (lo, hi)))
+        return _fingerprints_of(conn.execute(parts_sql, (lo, last)))
 
     src = _sqlite_ranges_shared(sqlite, tp, bits, [sqlite.conn, *readers], build)
     differing, mine = delta.compared_parts, delta.fingerprints
@@ -409,7 +409,7 @@ def _sqlite_parts(source: Source, tp: TablePlan, parts: list[int]) -> SqliteRang
         f"SELECT group_concat(line, ''), group_concat(k, ','), group_concat(length(CAST(line AS BLOB)), ',') "
         f"FROM (SELECT todo_t.{rk} AS k, {compared_line(tp)} AS line "
         f"FROM (SELECT value AS todo_part FROM json_each(?)) JOIN {tp.sqlite} AS todo_t "
-        f"ON todo_t.{rk} >= todo_part << {PART_BITS} AND todo_t.{rk} < (todo_part + 1) << {PART_BITS} "
+        f"ON todo_t.{rk} >= todo_part << {PART_BITS} AND todo_t.{rk} <= (todo_part << {PART_BITS}) + {PART_LAST} "
         f"ORDER BY 1)",
         (json.dumps(parts),),
     ).fetchone()
@@ -492,6 +492,12 @@ def range_bits(source: Source, tp: TablePlan) -> int:
     return bits
 
 
+def range_last(number: int, bits: int) -> int:
+    """The last id of a range: bounds are inclusive, so the range holding 2**63 - 1 (SQLite's
+    largest rowid) ends there instead of at a bound no 64-bit integer can hold."""
+    return ((number + 1) << bits) - 1
+
+
 def _sqlite_ranges(
     source: Source, tp: TablePlan, validation: Validation, bits: int, rows: str
 ) -> Iterator[tuple]:
@@ -501,15 +507,15 @@ def _sqlite_ranges(
     kept = validation.kept(tp)
     also = f" AND {kept}" if kept else ""
     rk = tp.row_key
-    seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} >= ?{also}"
+    seek = f"SELECT min({rk}) FROM {tp.sqlite} WHERE {rk} > ?{also}"
     start = source.conn.execute(
         f"SELECT min({rk}) FROM {tp.sqlite}{' WHERE ' + kept if kept else ''}"
     ).fetchone()[0]
     while start is not None:
         number = start >> bits
-        end = (number + 1) << bits
-        yield (number, *source.conn.execute(rows, (start, end)).fetchone())
-        start = source.conn.execute(seek, (end,)).fetchone()[0]
+        last = range_last(number, bits)
+        yield (number, *source.conn.execute(rows, (start, last)).fetchone())
+        start = source.conn.execute(seek, (last,)).fetchone()[0]
 
 
 def _sqlite_ranges_shared(
@@ -521,7 +527,7 @@ def _sqlite_ranges_shared(
 ) -> Generator[tuple, None, None]:
     """The same ranges, built by several connections in turn, each on a thread of its own:
     (range number, *what `build` makes of it) — `build` is a query over the range's bounds whose
-    one row is taken, or a function of (connection, range number, first id, end)."""
+    one row is taken, or a function of (connection, range number, first id, last id)."""
     rk = tp.row_key
     numbers = [
         n for (n,) in source.conn.execute(f"SELECT DISTINCT {rk} >> {bits} FROM {tp.sqlite} ORDER BY 1")
@@ -529,12 +535,12 @@ def _sqlite_ranges_shared(
     if isinstance(build, str):
         query = build
 
-        def build(conn: sqlite3.Connection, n: int, lo: int, hi: int) -> tuple:
-            return conn.execute(query, (lo, hi)).fetchone()
+        def build(conn: sqlite3.Connection, n: int, lo: int, last: int) -> tuple:
+            return conn.execute(query, (lo, last)).fetchone()
 
     def built_by(conn: sqlite3.Connection, mine: list[int]) -> Iterator[tuple]:
         for n in mine:
-            yield (n, *build(conn, n, n << bits, (n + 1) << bits))
+            yield (n, *build(conn, n, n << bits, range_last(n, bits)))
 
     streams = [_prefetched(built_by(conn, numbers[k :: len(conns)])) for k, conn in enumerate(conns)]
     try:
@@ -550,7 +556,7 @@ def _fingerprint_sql(tp: TablePlan, fingerprint: str, *, parts: bool = True) -> 
     many rows it holds; without `parts`, the whole range's lines in one (a cheaper query)."""
     rk = tp.row_key
     rows = (
-        f"SELECT {rk} AS k, {fingerprint} AS fp FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} < ? ORDER BY {rk}"
+        f"SELECT {rk} AS k, {fingerprint} AS fp FROM {tp.sqlite} WHERE {rk} >= ? AND {rk} <= ? ORDER BY {rk}"
     )
     if not parts:
         return f"SELECT group_concat(fp, ''), count(*) FROM ({rows})"
@@ -585,7 +591,7 @@ def _range_sql(tp: TablePlan, validation: Validation, fingerprint: str | None) -
         inner.append(f"{fingerprint} AS fp")
     return (
         f"SELECT {', '.join(picked)} FROM (SELECT {', '.join(inner)} FROM {tp.sqlite} "
-        f"WHERE {rk} >= ? AND {rk} < ?{also} ORDER BY {rk})"
+        f"WHERE {rk} >= ? AND {rk} <= ?{also} ORDER BY {rk})"
     )
 
 
@@ -639,17 +645,17 @@ def _postgres_ranges(conn: PgConnection, tp: TablePlan, bits: int) -> Iterator[t
     t, pk = qualified(tp), quote_ident(tp.pk)
     parts = (
         f"SELECT {pk} >> {PART_BITS}, md5(convert_to(string_agg(line, '' ORDER BY {pk}), 'UTF8')) "
-        f"FROM (SELECT {pk}, {target_line_sql(tp)} AS line FROM {t} WHERE {pk} >= %s AND {pk} < %s) s GROUP BY 1"
+        f"FROM (SELECT {pk}, {target_line_sql(tp)} AS line FROM {t} WHERE {pk} >= %s AND {pk} <= %s) s GROUP BY 1"
     )
     with conn.cursor() as cur:
         cur.execute(f"SELECT min({pk}) FROM {t}")
         start = cur.fetchone()[0]
         while start is not None:
             number = start >> bits
-            end = (number + 1) << bits
-            cur.execute(parts, (start, end))
+            last = range_last(number, bits)
+            cur.execute(parts, (start, last))
             yield number, dict(cur.fetchall())
-            cur.execute(f"SELECT min({pk}) FROM {t} WHERE {pk} >= %s", (end,))
+            cur.execute(f"SELECT min({pk}) FROM {t} WHERE {pk} > %s", (last,))
             start = cur.fetchone()[0]
 
 

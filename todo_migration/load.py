@@ -30,6 +30,7 @@ from .source import Source, quote_ident
 from .validate import Validation
 
 PART_BITS = 3  # a sync compares parts of 2**PART_BITS = 8 ids (diff.py)
+PART_LAST = (1 << PART_BITS) - 1  # the last id of a part, from its first
 
 DIALECT = postgresql.dialect()
 # CSV quoted the SQL way, as SQLite's quote() writes it: 'text' with '' inside, NULL bare.
@@ -129,7 +130,7 @@ def rows_of_parts_sql(tp: TablePlan, select: str, parts: str) -> str:
     pk = quote_ident(tp.pk)
     return (
         f"SELECT todo_r.* FROM unnest({parts}::bigint[]) AS todo_p(todo_part), LATERAL (SELECT {select} "
-        f"FROM {qualified(tp)} WHERE {pk} >= todo_part << {PART_BITS} AND {pk} < (todo_part + 1) << {PART_BITS} "
+        f"FROM {qualified(tp)} WHERE {pk} >= todo_part << {PART_BITS} AND {pk} <= (todo_part << {PART_BITS}) + {PART_LAST} "
         f"OFFSET 0) AS todo_r"
     )
 
