@@ -405,6 +405,42 @@ def test_target_is_printed_masked(sample_db, pg_url):
     assert password not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sqlite-path", "{url}"],
+        ["--sqlite-path", "{url}", "--reverse"],
+        ["--sqlite-path", "{url}", "--sync"],
+        ["--report", "{url}"],
+        ["--rejects", "{url}", "--on-invalid", "skip"],
+    ],
+)
+def test_a_url_swapped_into_a_path_flag_is_refused_without_its_password(sample_db, pg_url, tmp_path, args):
+    """At 2 a.m. the URL lands in the wrong flag: the error about that "path" printed it, password
+    and all, and --report kept it."""
+    report = tmp_path / "report.json"
+    args = [a.format(url=pg_url) for a in args]
+    if "--sqlite-path" not in args:
+        args += ["--sqlite-path", str(sample_db)]
+    result = run_cli(
+        *args, "--postgres-url", pg_url, *([] if "--report" in args else ["--report", str(report)])
+    )
+    flag = next(a for a in args if a.startswith("--") and args[args.index(a) + 1] == pg_url)
+    assert_one_line_error(result, flag, "URL", "not shown")
+    assert result.returncode == 2
+    password = pg_url.split("@")[0].rsplit(":", 1)[1]
+    assert password not in result.stdout + result.stderr
+    assert not report.exists() or password not in report.read_text()
+    assert pg_tables(pg_url) == {}
+
+
+def test_the_apps_own_sqlite_url_names_the_file(sample_db, pg_url):
+    """The app's development DATABASE_URL, sqlite:///PATH, pasted into --sqlite-path."""
+    result = run_cli("--sqlite-path", f"sqlite:///{sample_db}", "--postgres-url", pg_url)
+    assert result.returncode == 0, explain(result)
+    assert pg_tables(pg_url)["tasks"] == 23
+
+
 # --- bad input: one line, the fix, non-zero, no traceback -----------------------------------
 
 

@@ -134,9 +134,41 @@ def resolve_target_url(cli_url: str | None, environ: dict[str, str], dotenv_path
     )
 
 
+URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")  # two letters at least: C:/ is a path
+
+
+def sqlite_path_of(value: str) -> str:
+    """--sqlite-path as typed, or the file an app's `sqlite:///PATH` URL names (its DATABASE_URL
+    in development); any other URL is refused before it is printed anywhere: a PostgreSQL URL
+    swapped into a path flag would put its password in every message about that path."""
+    scheme = URL_SCHEME.match(value)
+    if scheme is None:
+        return value
+    if scheme.group(1).lower() == "sqlite" and value.lower().startswith("sqlite:///"):
+        return value[len("sqlite:///") :].split("?")[0] or DEFAULT_SQLITE_PATH  # ?options: SQLAlchemy's
+    raise UsageError(
+        f"--sqlite-path is a {scheme.group(1)}:// URL, not a file (not shown: it may hold a password)",
+        "did you swap the flags? --sqlite-path takes the SQLite file, e.g. --sqlite-path ./todo.db; "
+        "the PostgreSQL URL goes to --postgres-url",
+    )
+
+
+def refuse_url_as_output(flag: str, value: str | None) -> None:
+    """--report and --rejects are files; a URL there is a swapped flag (and its password would be
+    printed in the error about the path)."""
+    if value and (scheme := URL_SCHEME.match(value)):
+        raise UsageError(
+            f"{flag} is a {scheme.group(1)}:// URL, not a file (not shown: it may hold a password)",
+            f"pass a file name, e.g. {flag} {'rejects.jsonl' if flag == '--rejects' else 'report.json'}",
+        )
+
+
 def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     """(--rejects, --report), refused where they would overwrite the source. Checked first, so a
     refused --report is never written either."""
+    args.sqlite_path = sqlite_path_of(args.sqlite_path)
+    refuse_url_as_output("--report", args.report)
+    refuse_url_as_output("--rejects", args.rejects)
     sqlite_path = Path(args.sqlite_path).expanduser()
     rejects = Path(args.rejects).expanduser() if args.rejects else None
     if rejects is not None and not args.on_invalid == "skip":
@@ -161,7 +193,8 @@ def refuse_unwritable_output(flag: str, path: Path | None) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise UsageError(
-            f"{flag} {path} is a directory", f"pass a file name, e.g. {flag} {path / path.name}.json"
+            f"{flag} {path} is a directory",
+            f"pass a file name, e.g. {flag} {path / ('rejects.jsonl' if flag == '--rejects' else 'report.json')}",
         )
     if not parent.is_dir():
         raise UsageError(
