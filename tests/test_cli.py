@@ -372,6 +372,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything(
     assert pg_tables(pg_url) == {}
 
 
+@pytest.mark.parametrize("mode", [[], ["--dry-run"], ["--sync", "--dry-run"]])
+def test_the_default_rejects_file_that_cannot_be_written_is_refused_before_anything(sample_db, pg_url, mode):
+    """--on-invalid skip without --rejects writes beside todo.db: a dry run passed there, and the
+    real run failed at its end (here the place is taken by a directory; the same check refuses a
+    directory the user cannot write to)."""
+    (sample_db.parent / "todo.db.rejects.jsonl").mkdir()
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--on-invalid", "skip", *mode)
+    assert_one_line_error(result, "todo.db.rejects.jsonl", "default place", "--rejects PATH")
+    assert result.returncode == 2
+    assert pg_tables(pg_url) == {}
+
+
 def test_never_modifies_the_source(sample_db, pg_url):
     before = sample_db.read_bytes(), sample_db.stat().st_mtime_ns
     assert run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url).returncode == 0

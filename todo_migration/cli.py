@@ -179,6 +179,15 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     refuse_output_over_source(sqlite_path, {"--report": report})
     for flag, path in (("--report", report), ("--rejects", rejects)):
         refuse_unwritable_output(flag, path)
+    if args.on_invalid == "skip" and rejects is None and not args.reverse and sqlite_path.is_file():
+        rejects = sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
+        try:  # a dry run that passed must mean the real run can write it
+            refuse_unwritable_output("--rejects", rejects)
+        except UsageError as exc:
+            raise UsageError(
+                f"{exc.what} (the rejects file's default place, beside the SQLite file)",
+                "pass --rejects PATH in a directory you can write to",
+            ) from None
     rejects = rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
     if args.on_invalid == "skip":
         refuse_output_over_source(sqlite_path, {"--rejects": rejects, "--report": report})

@@ -235,7 +235,7 @@ def prepare_rejects(run: Run, source: Source, plan: Plan, validation: Validation
         tmp, written = write_rejects(source, plan, validation, path)
     except OSError as exc:
         raise MigrationError(
-            f"cannot write the rejects file next to {path} ({exc.strerror})",
+            f"cannot write the rejects file {path} ({exc.strerror})",
             "pass --rejects PATH in a writable directory; nothing was written",
         ) from None
     short = {t: n for t, n in validation.rejected.items() if written[t] != n}
