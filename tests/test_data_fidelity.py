@@ -224,6 +224,53 @@ def test_allow_drift_proceeds_and_reports(dirty_db, pg_url, tmp_path):
     assert "audit_log" not in pg_tables(pg_url)
 
 
+def test_tables_the_app_does_not_have_are_listed_whatever_they_are(sample_db, pg_url):
+    """Tables no model needs may be anything: a tags table keyed by two columns, an FTS5 search
+    index (whose internals are WITHOUT ROWID tables), a virtual table of an extension (sqlite-vec)
+    not loaded here. Each was a fatal error; they are listed as drift and --allow-drift proceeds."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.executescript(
+            "CREATE TABLE task_tags (task_id INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (task_id, tag)) "
+            "WITHOUT ROWID;"
+            "INSERT INTO task_tags VALUES (1, 'home'), (1, 'urgent');"
+            "CREATE VIRTUAL TABLE tasks_fts USING fts5(title, content='tasks', content_rowid='id');"
+            "INSERT INTO tasks_fts (tasks_fts) VALUES ('rebuild');"
+        )
+        # what a file made with sqlite-vec loaded holds: a virtual table whose module is absent here
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
+            "VALUES ('table', 'task_vectors', 'task_vectors', 0, 'CREATE VIRTUAL TABLE task_vectors USING vec0(v float[4])')"
+        )
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
+    assert_one_line_error(result, "--allow-drift", "nothing was written")
+    assert (
+        "unknown_table        task_tags: not in the models: its 2 rows would not be copied" in result.stdout
+    )
+    assert "unknown_table        tasks_fts_idx: not in the models:" in result.stdout
+    assert "task_vectors: not in the models: its rows would not be copied (" in result.stdout
+    assert "no such module: vec0" in result.stdout
+    assert pg_tables(pg_url) == {}
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--allow-drift")
+    assert result.returncode == 0, result.stderr
+    assert set(pg_tables(pg_url)) == {"users", "tasks", "recurring_patterns"}
+    compare(sample_db, pg_url)
+
+
+def test_an_app_table_keyed_by_two_columns_is_refused(sample_db, pg_url):
+    with sqlite3.connect(sample_db) as conn:
+        conn.executescript(
+            "CREATE TABLE r2 (id INTEGER NOT NULL, task_id INTEGER, user_id INTEGER, frequency TEXT, "
+            "interval_value INTEGER, days_of_week TEXT, day_of_month INTEGER, end_date DATETIME, "
+            "created_at DATETIME, PRIMARY KEY (id, task_id)) WITHOUT ROWID;"
+            "DROP TABLE recurring_patterns; ALTER TABLE r2 RENAME TO recurring_patterns;"
+        )
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--allow-drift")
+    assert_one_line_error(result, "recurring_patterns", "WITHOUT ROWID with a primary key of 2 columns")
+    assert result.returncode == 1
+    assert pg_tables(pg_url) == {}
+
+
 def test_a_not_null_column_missing_from_the_source_cannot_be_allowed(sample_db, pg_url):
     with sqlite3.connect(sample_db) as conn:
         conn.execute("ALTER TABLE recurring_patterns DROP COLUMN frequency")

@@ -12,6 +12,7 @@ from sqlalchemy import Column, MetaData, Table
 from sqlalchemy.sql.elements import conv
 
 from .convert import Codec, Conversions, codec_for
+from .errors import MigrationError
 from .ledger import LEDGER_TABLE
 from .source import Source, SourceTable, quote_ident
 
@@ -132,6 +133,8 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: 
     tables: list[TablePlan] = []
     for table in placed.sorted_tables:  # parents before children, from the foreign keys
         src = source.table(table.name)
+        if src is not None and src.unreadable:
+            raise MigrationError(src.unreadable, src.fix)
         src_cols = {c.lower() for c in src.columns} if src else set()
         copied, defaulted = [], []
         for col in table.columns:
@@ -179,9 +182,12 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: 
     for name in ignored:
         if name.lower() in BOOKKEEPING_TABLES:  # said as such (steps.plan_from_models), not drift
             continue
-        rows = source.tables[name.lower()].row_count
+        src = source.tables[name.lower()]
+        n = src.row_count
+        rows = "its rows" if n is None else f"its {n:,} row{'' if n == 1 else 's'}"
+        why = f" ({src.unreadable})" if n is None else ""
         drift.append(
-            Drift(name, None, "unknown_table", f"not in the models: its {rows:,} rows would not be copied")
+            Drift(name, None, "unknown_table", f"not in the models: {rows} would not be copied{why}")
         )
     return Plan(schema=schema, tables=tables, drift=drift, ignored_tables=ignored, conversions=conversions)
 

@@ -36,12 +36,14 @@ class SourceTable:
 
     name: str  # as spelled in todo.db (SQLite names are case-insensitive)
     columns: list[str]
-    row_count: int
+    row_count: int | None  # None: unreadable
     rowid_pk: str | None  # an INTEGER PRIMARY KEY column: unique and never NULL by construction
     row_key: str = "rowid"  # SQL: a rowid name no column shadows, or the WITHOUT ROWID key column
     without_rowid: bool = False
     sequence: int | None = None  # AUTOINCREMENT's high-water mark (sqlite_sequence)
     declared: dict[str, str] = field(default_factory=dict)  # column (lower case): declared type, upper case
+    unreadable: str | None = None  # why its rows cannot be read by id: fatal only for the app's tables
+    fix: str = ""
 
     @property
     def sqlite(self) -> str:
@@ -341,49 +343,73 @@ def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:
         }
     tables = {}
     for name in names:
-        quoted = quote_ident(name)
+        try:
+            tables[name.lower()] = _inspect_table(conn, name, sequences.get(name.lower()))
+        except Unreadable as exc:  # refused later if the models need it; else listed, not copied
+            tables[name.lower()] = SourceTable(name, [], None, None, unreadable=exc.args[0], fix=exc.args[1])
+    return tables
+
+
+class Unreadable(Exception):
+    """(why, what to do): a table this tool cannot read as rows by id."""
+
+
+def _inspect_table(conn: sqlite3.Connection, name: str, sequence: int | None) -> SourceTable:
+    """One table's columns, key and rows. A table the app does not have may be anything (a search
+    index's internals, a virtual table of an extension not loaded here): what keeps its rows from
+    being read by one key is noted on it, to be refused if the models need the table and named
+    otherwise, rather than stopping the run."""
+    quoted = quote_ident(name)
+    try:
         info = [
             [as_text(v) if isinstance(v, bytes) else v for v in r]
             for r in conn.execute(f"PRAGMA main.table_info({quoted})")
         ]
-        columns = [r[1] for r in info]
-        pks = sorted((r for r in info if r[5]), key=lambda r: r[5])
-        without_rowid = _is_without_rowid(conn, name)
-        rowid_pk = None
-        if (
-            not without_rowid
-            and len(pks) == 1
-            and str(pks[0][2]).upper() == "INTEGER"
-            and not _has_pk_index(conn, name)
-        ):
-            rowid_pk = pks[0][1]
-        if without_rowid:
-            if len(pks) != 1:
-                raise MigrationError(
-                    f"table {name!r} in todo.db is WITHOUT ROWID with a primary key of {len(pks)} columns",
-                    "the Todo app's tables have one id column; rebuild that table with a plain id key",
-                )
-            row_key = quote_ident(pks[0][1])
-        else:
-            lowered = {c.lower() for c in columns}
-            row_key = next((k for k in ("rowid", "_rowid_", "oid") if k not in lowered), None)
-            if row_key is None:
-                raise MigrationError(
-                    f"table {name!r} in todo.db has columns named rowid, _rowid_ and oid, hiding its row ids",
-                    "rename one of those columns in a copy of todo.db",
-                )
         count = conn.execute(f"SELECT count(*) FROM main.{quoted}").fetchone()[0]
-        tables[name.lower()] = SourceTable(
-            name,
-            columns,
-            count,
-            rowid_pk,
-            row_key,
-            without_rowid,
-            sequences.get(name.lower()),
-            {r[1].lower(): (r[2] or "").upper() for r in info},
+    except sqlite3.OperationalError as exc:
+        if "no such module" not in str(exc):
+            raise
+        raise Unreadable(
+            f"table {name!r} in todo.db is a virtual table of an SQLite extension not loaded here ({exc})",
+            "the Todo app's tables are plain tables; rebuild that table as one",
+        ) from None
+    columns = [r[1] for r in info]
+    pks = sorted((r for r in info if r[5]), key=lambda r: r[5])
+    without_rowid = _is_without_rowid(conn, name)
+    rowid_pk = None
+    if (
+        not without_rowid
+        and len(pks) == 1
+        and str(pks[0][2]).upper() == "INTEGER"
+        and not _has_pk_index(conn, name)
+    ):
+        rowid_pk = pks[0][1]
+    row_key, unreadable, fix = _row_key(name, columns, pks, without_rowid)
+    declared = {r[1].lower(): (r[2] or "").upper() for r in info}
+    return SourceTable(
+        name, columns, count, rowid_pk, row_key, without_rowid, sequence, declared, unreadable, fix
+    )
+
+
+def _row_key(name: str, columns: list[str], pks: list, without_rowid: bool) -> tuple[str, str | None, str]:
+    """(SQL naming each row uniquely, why there is none, what to do about it)."""
+    if without_rowid:
+        if len(pks) != 1:
+            return (
+                "",
+                (f"table {name!r} in todo.db is WITHOUT ROWID with a primary key of {len(pks)} columns"),
+                "the Todo app's tables have one id column; rebuild that table with a plain id key",
+            )
+        return quote_ident(pks[0][1]), None, ""
+    lowered = {c.lower() for c in columns}
+    row_key = next((k for k in ("rowid", "_rowid_", "oid") if k not in lowered), None)
+    if row_key is None:
+        return (
+            "",
+            (f"table {name!r} in todo.db has columns named rowid, _rowid_ and oid, hiding its row ids"),
+            "rename one of those columns in a copy of todo.db",
         )
-    return tables
+    return row_key, None, ""
 
 
 def _is_without_rowid(conn: sqlite3.Connection, name: str) -> bool:

@@ -66,7 +66,9 @@ def inspect_source(run: Run) -> Source:
     tables = source.tables.values()
     run.console.detail(
         f"Found {plural(len(tables), 'table')}: "
-        + ", ".join(f"{t.name} ({t.row_count:,} rows)" for t in tables)
+        + ", ".join(
+            f"{t.name} ({'unreadable' if t.row_count is None else plural(t.row_count, 'row')})" for t in tables
+        )
     )
     run.report.source_tables = {t.name: t.row_count for t in tables}
     return source
