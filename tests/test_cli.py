@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 from compare import compare
 from conftest import (
+    DEADLINE,
     ROOT,
     SCRIPT,
     TABLES,
@@ -318,6 +319,25 @@ def test_unknown_or_abbreviated_flag_is_a_usage_error(sample_db, pg_url):
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreat")
     assert result.returncode == 2
     assert "unrecognized arguments: --force-recreat" in result.stderr
+
+
+def test_output_that_can_no_longer_be_written_does_not_stop_the_run(sample_db, pg_url):
+    """`... | head -2`: the pipe closes after two lines; the migration goes on to its end (it
+    failed with BrokenPipeError, called an unexpected error)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--sqlite-path", str(sample_db), "--postgres-url", pg_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=DEADLINE) == 0, err
+    assert b"migration" in first.lower()
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert_identical(sample_db, pg_url)
 
 
 def test_quiet_prints_only_the_result(sample_db, pg_url):

@@ -5,6 +5,7 @@ Progress bars appear only on a terminal and never with --quiet; errors always go
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -35,6 +36,17 @@ _PLAIN = {"✅": "[ok]", "❌": "[error]", "⚠️": "[warn]", "🔍": "[..]", "
           "⏱️": "[time]", "🧾": "[..]", "🔒": "[..]", "🔁": "[..]", "🔄": "[..]", "✍️": "[..]", "📋": "[..]"}  # fmt: skip
 
 
+def _silence(stream: TextIO) -> None:
+    """Point a stream that failed at /dev/null, file descriptor and all, so that neither this run
+    nor Python's flush at exit writes to it again (and says so in a traceback)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's StringIO)
+        pass
+
+
 class Console:
     """Human output. `quiet` keeps errors and the final result line only."""
 
@@ -47,30 +59,38 @@ class Console:
         self.is_terminal = bool(getattr(self.out, "isatty", lambda: False)())
         self.emoji = _supports_emoji(self.out)
 
+    def _say(self, stream: TextIO, line: str) -> None:
+        """One line out. Output that can no longer be written (`| head` closed the pipe, a full
+        disk) is given up, not the run: the migration goes on to its end and its exit code."""
+        try:
+            print(line, file=stream, flush=True)
+        except OSError:
+            _silence(stream)
+
     def _icon(self, icon: str) -> str:
         return icon if self.emoji else _PLAIN.get(icon, "*")
 
     def step(self, icon: str, text: str) -> None:
         if not self.quiet:
-            print(f"{self._icon(icon)} {text}", file=self.out, flush=True)
+            self._say(self.out, f"{self._icon(icon)} {text}")
 
     def detail(self, text: str) -> None:
         if not self.quiet:
-            print(f"   {text}", file=self.out, flush=True)
+            self._say(self.out, f"   {text}")
 
     def result(self, icon: str, text: str) -> None:
         """Shown even with --quiet: the one line a script or a tired person needs."""
-        print(f"{self._icon(icon)} {text}", file=self.out, flush=True)
+        self._say(self.out, f"{self._icon(icon)} {text}")
 
     def listed(self) -> str:
         """How an error line refers to the list before it: with --quiet there was none."""
         return "run without --quiet to list them" if self.quiet else "listed above"
 
     def warn(self, text: str) -> None:
-        print(f"{self._icon('⚠️')} {text}", file=self.err, flush=True)
+        self._say(self.err, f"{self._icon('⚠️')} {text}")
 
     def error(self, text: str) -> None:
-        print(f"{self._icon('❌')} {text}", file=self.err, flush=True)
+        self._say(self.err, f"{self._icon('❌')} {text}")
 
     @contextmanager
     def phase(self, name: str, timings: dict[str, float]) -> Iterator[None]:
@@ -82,7 +102,7 @@ class Console:
             elapsed = time.perf_counter() - started
             timings[name] = timings.get(name, 0.0) + elapsed
         if self.is_terminal and not self.quiet:
-            print(f"   {self._icon('⏱️')} {name}: {elapsed:.2f}s", file=self.out, flush=True)
+            self._say(self.out, f"   {self._icon('⏱️')} {name}: {elapsed:.2f}s")
 
     def progress(self, label: str, total: int) -> tqdm:
         """A per-table bar (rows, rows/s, ETA); a no-op object when not on a terminal."""
