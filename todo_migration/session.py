@@ -136,7 +136,9 @@ def explain_failure(
 
 
 def lock_holders(target: Target, schema: str, tables: list[str]) -> str:
-    """Who holds locks on the app's tables in the target schema, by application name."""
+    """Who holds locks on the app's tables in the target schema: by application name, pid, state
+    and how long its transaction has been open (what `pg_terminate_backend` or the app's owner
+    needs), never the SQL it runs."""
     try:
         conn = connect(target, autocommit=True)
     except MigrationError:
@@ -144,8 +146,9 @@ def lock_holders(target: Target, schema: str, tables: list[str]) -> str:
     try:
         with conn.cursor() as cur:
             cur.execute(
+                # its state and the age of its transaction, not its SQL: that may hold the app's data
                 "SELECT DISTINCT coalesce(nullif(a.application_name, ''), 'an unnamed client'), a.pid, "
-                "left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60) FROM pg_locks l "
+                "coalesce(a.state, 'unknown'), floor(extract(epoch FROM now() - a.xact_start))::bigint FROM pg_locks l "
                 "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE n.nspname = %s AND c.relname = ANY(%s) AND l.granted AND a.pid <> pg_backend_pid()",
@@ -156,7 +159,10 @@ def lock_holders(target: Target, schema: str, tables: list[str]) -> str:
         return ""
     finally:
         conn.close()
-    return "; ".join(f"{app!r} (pid {pid}: {query})" for app, pid, query in rows[:3])
+    return "; ".join(
+        f"{app!r} (pid {pid}, {state}" + (f", in a transaction for {age:,} s)" if age is not None else ")")
+        for app, pid, state, age in rows[:3]
+    )
 
 
 def rollback_quietly(conn: PgConnection) -> None:

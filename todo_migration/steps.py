@@ -67,7 +67,8 @@ def inspect_source(run: Run) -> Source:
     run.console.detail(
         f"Found {plural(len(tables), 'table')}: "
         + ", ".join(
-            f"{t.name} ({'unreadable' if t.row_count is None else plural(t.row_count, 'row')})" for t in tables
+            f"{t.name} ({'unreadable' if t.row_count is None else plural(t.row_count, 'row')})"
+            for t in tables
         )
     )
     run.report.source_tables = {t.name: t.row_count for t in tables}
