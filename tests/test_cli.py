@@ -324,7 +324,24 @@ def test_version():
 def test_unknown_or_abbreviated_flag_is_a_usage_error(sample_db, pg_url):
     result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--force-recreat")
     assert result.returncode == 2
-    assert "unrecognized arguments: --force-recreat" in result.stderr
+    assert_one_line_error(result, "unrecognized arguments: --force-recreat", "did you mean --force-recreate?")
+    assert pg_tables(pg_url) == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--epoch-unit", "minutes"], "invalid choice: 'minutes'"),
+        (["--lock-timeout"], "--lock-timeout: expected one argument"),
+        (["--rejects"], "--rejects: expected one argument"),
+        (["--dry-run", "extra"], "unrecognized arguments: extra"),
+    ],
+)
+def test_argument_errors_are_one_line(sample_db, pg_url, args, needle):
+    """Not argparse's whole usage block: one line, as every other failure."""
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, *args)
+    assert result.returncode == 2
+    assert_one_line_error(result, needle, "--help")
 
 
 def test_output_that_can_no_longer_be_written_does_not_stop_the_run(sample_db, pg_url):

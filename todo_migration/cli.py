@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import difflib
 import os
 import re
 import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from dotenv import dotenv_values
 
@@ -52,8 +54,23 @@ exit codes: 0 success, 1 migration or verification failed (PostgreSQL left as it
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other failure (not the whole usage
+    block), with the flag meant when one was mistyped."""
+
+    def error(self, message: str) -> NoReturn:
+        fix = "run with --help to see every flag"
+        if message.startswith("unrecognized arguments:"):
+            known = [o for action in self._actions for o in action.option_strings]
+            typed = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            meant = [m for a in typed for m in difflib.get_close_matches(a, known, n=1, cutoff=0.75)]
+            if meant:
+                fix = f"did you mean {', '.join(meant)}? Run with --help to see every flag"
+        raise UsageError(message, fix)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="migrate_sqlite_to_postgres.py",
         description="Move the Todo app's SQLite database (todo.db) to PostgreSQL in one verified "
         "transaction. The target schema comes from models.py.",
