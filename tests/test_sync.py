@@ -392,6 +392,33 @@ def test_another_todo_db_than_last_time_is_said_before_anything_changes(
     compare(migrated_db, pg_url)
 
 
+def test_another_epoch_unit_than_last_time_is_said_and_needs_consent(tmp_path: Path, pg_url: str) -> None:
+    """Migrated with --epoch-unit seconds, synced at the cutover with milliseconds by mistake:
+    every epoch timestamp would move to 1970 and each row look simply updated. Said before any
+    change (dry run included), applied only with --yes (or 'yes' on a terminal); without the
+    flag, the epoch numbers are refused as in a migration."""
+    db = make_todo_db(tmp_path / "todo.db", tasks=60, users=4, patterns=5)
+    src = sqlite3.connect(db, isolation_level=None)
+    src.execute("UPDATE tasks SET due_date = 1714550400 WHERE id IN (3, 4)")
+    src.close()
+    ok(db, pg_url, "--epoch-unit", "seconds")
+    said = "the last migrate/sync read epoch numbers as seconds (--epoch-unit seconds)"
+    result = ok(db, pg_url, "--sync", "--epoch-unit", "milliseconds", "--dry-run", "--quiet")
+    assert said in result.stderr, explain(result)
+    before = target_state(pg_url)
+    line = assert_failure(cli(db, pg_url, "--sync", "--epoch-unit", "milliseconds"), 2, "2 rows", "--yes")
+    assert "--epoch-unit seconds" in line
+    result = cli(db, pg_url, "--sync")
+    assert_failure(result, 1, "epoch_number", "--epoch-unit")
+    assert target_state(pg_url) == before
+    result = ok(db, pg_url, "--sync", "--epoch-unit", "seconds")  # the same unit: nothing said, nothing to do
+    assert "epoch numbers" not in result.stderr and NOTHING in result.stdout, explain(result)
+    ok(db, pg_url, "--sync", "--epoch-unit", "milliseconds", "--yes")
+    assert pg_query(pg_url, "SELECT due_date::text FROM tasks WHERE id = 3") == [("1970-01-20 20:15:50.4",)]
+    result = ok(db, pg_url, "--sync", "--epoch-unit", "milliseconds")  # recorded: the unit now
+    assert "epoch numbers" not in result.stderr and NOTHING in result.stdout, explain(result)
+
+
 def test_a_bad_value_is_refused_or_rejected_as_in_a_migration(
     migrated_db: Path, pg_url: str, tmp_path: Path
 ) -> None:

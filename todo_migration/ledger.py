@@ -38,6 +38,19 @@ class Entry:
     fingerprints: bytes | None = field(default=None, repr=False)
     recipe: str | None = None
     source: str | None = None  # the todo.db it was taken from, as recorded
+    job: str | None = None  # as recorded: "migrate" or "sync", and how epoch numbers were read
+
+
+def job_named(job: str, epoch_unit: str | None) -> str:
+    """The ledger's `job`: what ran, and the one flag that changes what the same todo.db becomes
+    in PostgreSQL without any row being refused (--epoch-unit)."""
+    return f"{job} --epoch-unit {epoch_unit}" if epoch_unit else job
+
+
+def epoch_unit_of(job: str | None) -> str | None:
+    """The --epoch-unit a recorded job ran with (None: none, or not known)."""
+    words = (job or "").split()
+    return words[words.index("--epoch-unit") + 1] if "--epoch-unit" in words[:-1] else None
 
 
 def _ledger(schema: str) -> sql.Composed:
@@ -87,11 +100,13 @@ def read(cur: PgCursor, schema: str) -> dict[str, Entry]:
     if not exists(cur, schema):
         return {}
     extra = ", recipe, length(fingerprints)" if _has_fingerprints(cur, schema) else ", NULL, NULL"
-    cur.execute(sql.SQL("SELECT table_name, rows, xids, source" + extra + " FROM {}").format(_ledger(schema)))
+    cur.execute(
+        sql.SQL("SELECT table_name, rows, xids, source, job" + extra + " FROM {}").format(_ledger(schema))
+    )
     entries = {}
-    for name, rows, xids, source, recipe, size in cur.fetchall():
+    for name, rows, xids, source, job, recipe, size in cur.fetchall():
         fingerprints = _read_fingerprints(cur, schema, name, size) if size is not None else None
-        entries[name] = Entry(name, rows, list(xids), fingerprints, recipe, source)
+        entries[name] = Entry(name, rows, list(xids), fingerprints, recipe, source, job)
     return entries
 
 

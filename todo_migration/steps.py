@@ -407,7 +407,11 @@ def record_ledger(run: Run, cur: PgCursor, plan: Plan, checks: list[TableCheck])
     xid = ledger.this_transaction(cur)
     entries = [ledger.Entry(ch.table, ch.target_rows, [xid]) for ch in checks]
     ledger.record(
-        cur, run.options.schema, entries, job="migrate", source=str(run.options.sqlite_path.resolve())
+        cur,
+        run.options.schema,
+        entries,
+        job=ledger.job_named("migrate", run.options.epoch_unit),
+        source=str(run.options.sqlite_path.resolve()),
     )
 
 

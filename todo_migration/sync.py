@@ -128,6 +128,7 @@ def catch_up(
             lock_tables(cur, plan)
             entries = refuse_changes_behind_back(run, cur, plan)  # STEP 4
             other = another_file(run, {e.source for e in entries.values() if e is not None})
+            unit_then = another_epoch_unit(run, {e.job for e in entries.values() if e is not None})
             doing = "comparing todo.db with PostgreSQL"
             validation = steps.exact_preflight(run, source, plan) if exact else assume_canonical(plan)
             deltas = find_changes(run, conn, source, plan, validation, entries)  # STEP 5
@@ -146,12 +147,16 @@ def catch_up(
             if o.dry_run:
                 if other is not None:
                     warn_of_another_file(run, other)
+                if unit_then is not None:
+                    warn_of_another_epoch_unit(run, unit_then)
                 conn.rollback()
                 return deltas
             if other is not None and any(d.changes for d in deltas.values()):
                 confirm_another_file(run, other, deltas)
             elif other is not None:
                 warn_of_another_file(run, other)
+            if unit_then is not None:
+                confirm_another_epoch_unit(run, unit_then, deltas)
             rejects = steps.prepare_rejects(run, source, plan, validation)  # this run's, even if unchanged
             if not (any(d.changes for d in deltas.values()) or behind or overwriting):
                 conn.rollback()  # a sync with nothing to do writes nothing to PostgreSQL
@@ -357,6 +362,52 @@ def another_file(run: Run, recorded: set[str | None]) -> str | None:
     return others[0]
 
 
+def another_epoch_unit(run: Run, jobs: set[str | None]) -> str | None:
+    """How the last migrate/sync read epoch numbers ("none": it did not), if not as this run does:
+    the same number in todo.db becomes another timestamp, and no row is refused to say so."""
+    then = {ledger.epoch_unit_of(job) for job in jobs if job}
+    now = run.options.epoch_unit
+    if not then or then == {now}:
+        return None
+    unit = next(iter(then - {now}), None) or "none"
+    run.report.warnings.append(f"--epoch-unit {unit} last time, {now or 'none'} now")
+    return unit
+
+
+def warn_of_another_epoch_unit(run: Run, then: str) -> None:
+    now = run.options.epoch_unit
+    run.console.warn(
+        f"the last migrate/sync read epoch numbers {_as_unit(then)}; this one {_as_unit(now)}: "
+        "rows holding them are compared, and sent, as this one reads them"
+    )
+
+
+def _as_unit(unit: str | None) -> str:
+    return f"as {unit} (--epoch-unit {unit})" if unit and unit != "none" else "not at all (no --epoch-unit)"
+
+
+def confirm_another_epoch_unit(run: Run, then: str, deltas: dict[str, TableDelta]) -> None:
+    """Changed timestamps from another --epoch-unit are applied only with --yes (or asked on a
+    terminal), as changes from another file are: a forgotten or mistyped unit at the cutover would
+    move every such timestamp, and each row looks simply updated."""
+    o = run.options
+    updated = sum(d.updated for d in deltas.values())
+    if not any(d.changes for d in deltas.values()) or o.yes:
+        warn_of_another_epoch_unit(run, then)
+        return
+    if sys.stdin.isatty():
+        warn_of_another_epoch_unit(run, then)
+        if run.console.confirm(f"Apply the changes ({updated:,} rows updated) with this unit?"):
+            return
+        raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
+    raise UsageError(
+        f"the last migrate/sync read epoch numbers {_as_unit(then)}, this one {_as_unit(o.epoch_unit)}: "
+        f"the {updated:,} rows it would update may only be timestamps read anew; nothing was changed",
+        f"re-run with the same flag as last time{f' (--epoch-unit {then})' if then != 'none' else ''}; "
+        "or, if PostgreSQL's timestamps are the wrong ones, with --yes",
+    )
+
+
 def warn_of_another_file(run: Run, other: str) -> None:
     """Said before any change, dry run included, on stderr (so even with --quiet)."""
     current = run.options.sqlite_path.resolve()
@@ -412,7 +463,10 @@ def record_ledger(
                 fp.recipe if fp is not None else None,
             )
         )
-    ledger.record(cur, run.options.schema, new, job="sync", source=str(run.options.sqlite_path.resolve()))
+    o = run.options
+    ledger.record(
+        cur, o.schema, new, job=ledger.job_named("sync", o.epoch_unit), source=str(o.sqlite_path.resolve())
+    )
 
 
 def _writers(cur: PgCursor, tp: TablePlan) -> list[int]:
