@@ -257,6 +257,22 @@ def test_tables_the_app_does_not_have_are_listed_whatever_they_are(sample_db, pg
     compare(sample_db, pg_url)
 
 
+def test_a_blank_id_is_named_by_its_rowid(sample_db, pg_url):
+    """A table loaded with sqlite3's .import: an empty CSV field is '' (not NULL), and the id was
+    shown as nothing at all ("ids )")."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.executescript(
+            "CREATE TABLE u2 AS SELECT * FROM users; DROP TABLE users; ALTER TABLE u2 RENAME TO users;"
+            "INSERT INTO users (id, email, username, hashed_password, is_active, created_at) "
+            "VALUES ('', 'blank@example.com', 'blank', 'x', 1, '2024-01-01 00:00:00.000000');"
+        )
+        rowid = conn.execute("SELECT rowid FROM users WHERE id = ''").fetchone()[0]
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--dry-run")
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "users.id" in line)
+    assert f"(ids rowid {rowid})" in line and f"e.g. id rowid {rowid}: ''" in line, line
+
+
 def test_an_app_table_keyed_by_two_columns_is_refused(sample_db, pg_url):
     with sqlite3.connect(sample_db) as conn:
         conn.executescript(

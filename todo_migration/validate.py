@@ -457,11 +457,12 @@ def _summarize(source: Source, plan: Plan, result: Validation) -> None:
 
 
 def display_id(rk: object, row_id: object) -> object:
-    """How a row is named to the user: its id, or its rowid where the id is NULL."""
-    if row_id is None:
-        return f"rowid {rk}"
+    """How a row is named to the user: its id, or its rowid where the id is NULL or blank text
+    (an empty CSV field imported as '')."""
     if isinstance(row_id, bytes):
-        return row_id.decode("utf-8", "replace")
+        row_id = row_id.decode("utf-8", "replace")
+    if row_id is None or (isinstance(row_id, str) and not row_id.strip()):
+        return f"rowid {rk}"
     return row_id
 
 
