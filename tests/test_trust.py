@@ -871,6 +871,8 @@ def test_sqlite_views_triggers_and_indexes_are_listed_as_not_migrated(tmp_path, 
             name,
             output,
         )
+    assert "view     open_tasks: not migrated" in output  # not "(on open_tasks)": a view is on no one table
+    assert "trigger  tasks_touch_updated_at (on tasks): not migrated" in output
 
 
 SCHEMA_CHANGES = [

@@ -147,7 +147,8 @@ def _report_not_migrated(run: Run, source: Source) -> None:
         "ℹ️", f"Not migrated (not in models.py): {plural(len(source.objects), 'schema object')} of todo.db:"
     )
     for obj in source.objects:
-        run.console.detail(f"{obj.kind:<8} {obj.name} (on {obj.table}): not migrated")
+        on = "" if obj.kind == "view" else f" (on {obj.table})"  # a view's tbl_name is its own name
+        run.console.detail(f"{obj.kind:<8} {obj.name}{on}: not migrated")
 
 
 def connect_postgres(run: Run) -> tuple[PgConnection, session.ServerInfo]:
