@@ -257,6 +257,25 @@ def test_tables_the_app_does_not_have_are_listed_whatever_they_are(sample_db, pg
     compare(sample_db, pg_url)
 
 
+def test_a_generated_column_is_drift_not_silently_left_out(sample_db, pg_url):
+    """PRAGMA table_info does not list GENERATED ALWAYS columns: one added with the sqlite3 shell
+    was left out without a word, where every other column the models lack is listed."""
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute(
+            "ALTER TABLE tasks ADD COLUMN title_upper TEXT GENERATED ALWAYS AS (upper(title)) VIRTUAL"
+        )
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url)
+    assert_one_line_error(result, "differ in 1 place", "--allow-drift")
+    assert "unknown_column       tasks.title_upper: a generated column" in result.stdout
+    result = run_cli("--sqlite-path", str(sample_db), "--postgres-url", pg_url, "--allow-drift")
+    assert result.returncode == 0, result.stderr
+    columns = pg_query(
+        pg_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks'"
+    )
+    assert ("title_upper",) not in columns
+    assert pg_query(pg_url, "SELECT count(*) FROM tasks") == [(23,)]
+
+
 def test_a_blank_id_is_named_by_its_rowid(sample_db, pg_url):
     """A table loaded with sqlite3's .import: an empty CSV field is '' (not NULL), and the id was
     shown as nothing at all ("ids )")."""

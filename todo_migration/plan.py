@@ -162,6 +162,10 @@ def build_plan(source: Source, metadata: MetaData, *, schema: str, conversions: 
             drift.append(
                 Drift(table.name, name, "unknown_column", "not in the models: its values would not be copied")
             )
+        for name in src.generated if src else []:
+            if name.lower() not in model_cols:
+                drift.append(Drift(table.name, name, "unknown_column", "a generated column, not in the models: "
+                                   "its values (computed by SQLite from the others) would not be copied"))  # fmt: skip
         if src is None:
             drift.append(Drift(table.name, None, "missing_table", "not in todo.db: would be created empty"))
         tables.append(

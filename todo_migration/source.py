@@ -44,6 +44,7 @@ class SourceTable:
     declared: dict[str, str] = field(default_factory=dict)  # column (lower case): declared type, upper case
     unreadable: str | None = None  # why its rows cannot be read by id: fatal only for the app's tables
     fix: str = ""
+    generated: list[str] = field(default_factory=list)  # GENERATED ALWAYS columns: computed, not stored data
 
     @property
     def sqlite(self) -> str:
@@ -366,6 +367,9 @@ def _inspect_table(conn: sqlite3.Connection, name: str, sequence: int | None) ->
             for r in conn.execute(f"PRAGMA main.table_info({quoted})")
         ]
         count = conn.execute(f"SELECT count(*) FROM main.{quoted}").fetchone()[0]
+        generated = [  # table_info leaves them out: hidden 2 (VIRTUAL) and 3 (STORED)
+            as_text(r[1]) for r in conn.execute(f"PRAGMA main.table_xinfo({quoted})") if r[6] in (2, 3)
+        ]
     except sqlite3.OperationalError as exc:
         if "no such module" not in str(exc):
             raise
@@ -387,7 +391,7 @@ def _inspect_table(conn: sqlite3.Connection, name: str, sequence: int | None) ->
     row_key, unreadable, fix = _row_key(name, columns, pks, without_rowid)
     declared = {r[1].lower(): (r[2] or "").upper() for r in info}
     return SourceTable(
-        name, columns, count, rowid_pk, row_key, without_rowid, sequence, declared, unreadable, fix
+        name, columns, count, rowid_pk, row_key, without_rowid, sequence, declared, unreadable, fix, generated
     )
 
 
