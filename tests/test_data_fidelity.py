@@ -378,3 +378,7 @@ def test_verify_only_respects_skip_mode_rejects(dirty_db, pg_url):
         "--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--on-invalid", "skip", "--verify-only"
     )
     assert result.returncode == 0, result.stderr
+    # without the migration's flag: told to repeat it, not to "migrate the rest"
+    result = run_cli("--sqlite-path", str(dirty_db), "--postgres-url", pg_url, "--verify-only")
+    err = assert_one_line_error(result, "nothing was compared", "repeat its flags with --verify-only")
+    assert "migrate the rest" not in err

@@ -214,6 +214,14 @@ def exact_preflight(run: Run, source: Source, plan: Plan) -> Validation:
     if validation.groups and not o.skip_invalid:
         groups = validation.groups
         first = groups[0]
+        if o.verify_only:  # nothing to migrate: the check needs the migration's own flags
+            raise MigrationError(
+                f"{o.sqlite_path.name} has {plural(validation.problem_count, 'value')} a migration without "
+                f"--on-invalid skip would refuse ({c.listed()}), e.g. {first.kind} in {first.table}."
+                f"{first.column}, {first.example}; nothing was compared",
+                "if the migration set rows aside or converted values, repeat its flags with --verify-only "
+                "(--on-invalid skip, --epoch-unit, --strip-nul)",
+            )
         raise MigrationError(
             f"{o.sqlite_path.name} has {plural(validation.problem_count, 'value')} PostgreSQL would refuse or "
             f"change ({c.listed()}), e.g. {first.kind} in {first.table}.{first.column}, {first.example}; "
