@@ -589,6 +589,7 @@ def test_no_target_given(sample_db, tmp_path):
         ("", "empty"),
         ("postgresql://u:p@localhost/db?sslmode=requre", "not an sslmode"),
         ("postgresql://u:p@localhost/db?connect_timeout=abc", "whole number of seconds"),
+        ("postgresql://u:p@localhost/db?foo=bar", "unknown parameter ?foo="),
     ],
 )
 def test_bad_urls(sample_db, url, needle):

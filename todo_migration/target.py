@@ -197,6 +197,8 @@ def _looks_like_user_password(hosts: str) -> bool:
 def _libpq_reason(exc: Exception, secrets: Iterable[str]) -> str:
     """libpq's complaint without the part it quotes back, which may be the password."""
     reason = str(exc).strip().removeprefix("invalid dsn: ")
+    if unknown := re.fullmatch(r'invalid URI query parameter: "([A-Za-z0-9_]*)"', reason):
+        return f"unknown parameter ?{unknown.group(1)}=; libpq takes e.g. sslmode, connect_timeout, application_name"
     reason = re.sub(r':\s*"[^\n]*"$', "", reason)
     return scrub_password(reason, secrets)
 
