@@ -335,6 +335,7 @@ def test_unknown_or_abbreviated_flag_is_a_usage_error(sample_db, pg_url):
         (["--lock-timeout"], "--lock-timeout: expected one argument"),
         (["--rejects"], "--rejects: expected one argument"),
         (["--dry-run", "extra"], "unrecognized arguments: extra"),
+        (["--schema", "app", "--schema", "public"], "--schema given twice"),
     ],
 )
 def test_argument_errors_are_one_line(sample_db, pg_url, args, needle):

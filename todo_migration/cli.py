@@ -69,6 +69,25 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message, fix)
 
 
+class Once(argparse.Action):
+    """A flag with a value, given once: `--schema a … --schema b` (a line edited in haste) would
+    silently mean the last. The same value again is harmless; the values are not printed (one of
+    them may be a URL with its password)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        given = vars(namespace).setdefault("_given", {})
+        if self.dest in given and given[self.dest] != values:
+            parser.error(f"{option_string} given twice, with different values")
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="migrate_sqlite_to_postgres.py",
@@ -78,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # a typo such as --force-recreat must not silently mean something
     )
+    p.register("action", None, Once)  # every flag that takes a value (argparse's default action)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     src = p.add_argument_group("source and target")
     src.add_argument("--sqlite-path", metavar="PATH", default=DEFAULT_SQLITE_PATH,
