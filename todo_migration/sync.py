@@ -363,33 +363,30 @@ def another_file(run: Run, recorded: set[str | None]) -> str | None:
 
 
 def another_epoch_unit(run: Run, jobs: set[str | None]) -> str | None:
-    """How the last migrate/sync read epoch numbers ("none": it did not), if not as this run does:
-    the same number in todo.db becomes another timestamp, and no row is refused to say so."""
-    then = {ledger.epoch_unit_of(job) for job in jobs if job}
+    """The unit the last migrate/sync read epoch numbers with, if this run reads them with
+    another: the same number in todo.db then becomes another timestamp, and no row is refused to
+    say so. (Without --epoch-unit now, epoch numbers are refused as in a migration; without one
+    recorded, they were refused or set aside then, or the ledger is an older tool's.)"""
+    then = {ledger.epoch_unit_of(job) for job in jobs if job} - {None}
     now = run.options.epoch_unit
-    if not then or then == {now}:
+    if now is None or not then or then == {now}:
         return None
-    unit = next(iter(then - {now}), None) or "none"
-    run.report.warnings.append(f"--epoch-unit {unit} last time, {now or 'none'} now")
+    unit = sorted(then - {now})[0]
+    run.report.warnings.append(f"--epoch-unit {unit} last time, {now} now")
     return unit
 
 
 def warn_of_another_epoch_unit(run: Run, then: str) -> None:
-    now = run.options.epoch_unit
     run.console.warn(
-        f"the last migrate/sync read epoch numbers {_as_unit(then)}; this one {_as_unit(now)}: "
-        "rows holding them are compared, and sent, as this one reads them"
+        f"the last migrate/sync read epoch numbers as {then} (--epoch-unit {then}); this one as "
+        f"{run.options.epoch_unit}: rows holding them are compared, and sent, as this one reads them"
     )
-
-
-def _as_unit(unit: str | None) -> str:
-    return f"as {unit} (--epoch-unit {unit})" if unit and unit != "none" else "not at all (no --epoch-unit)"
 
 
 def confirm_another_epoch_unit(run: Run, then: str, deltas: dict[str, TableDelta]) -> None:
     """Changed timestamps from another --epoch-unit are applied only with --yes (or asked on a
-    terminal), as changes from another file are: a forgotten or mistyped unit at the cutover would
-    move every such timestamp, and each row looks simply updated."""
+    terminal), as changes from another file are: a mistyped unit at the cutover would move every
+    such timestamp, and each row looks simply updated."""
     o = run.options
     updated = sum(d.updated for d in deltas.values())
     if not any(d.changes for d in deltas.values()) or o.yes:
@@ -401,10 +398,10 @@ def confirm_another_epoch_unit(run: Run, then: str, deltas: dict[str, TableDelta
             return
         raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
     raise UsageError(
-        f"the last migrate/sync read epoch numbers {_as_unit(then)}, this one {_as_unit(o.epoch_unit)}: "
-        f"the {updated:,} rows it would update may only be timestamps read anew; nothing was changed",
-        f"re-run with the same flag as last time{f' (--epoch-unit {then})' if then != 'none' else ''}; "
-        "or, if PostgreSQL's timestamps are the wrong ones, with --yes",
+        f"the last migrate/sync read epoch numbers as {then} (--epoch-unit {then}), this one as "
+        f"{o.epoch_unit}: the {updated:,} rows it would update may only be timestamps read anew; "
+        "nothing was changed",
+        f"re-run with --epoch-unit {then}, as last time; or, if PostgreSQL's timestamps are the wrong ones, with --yes",
     )
 
 
