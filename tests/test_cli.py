@@ -490,9 +490,11 @@ def test_a_url_swapped_into_a_path_flag_is_refused_without_its_password(sample_d
     assert pg_tables(pg_url) == {}
 
 
-def test_the_apps_own_sqlite_url_names_the_file(sample_db, pg_url):
-    """The app's development DATABASE_URL, sqlite:///PATH, pasted into --sqlite-path."""
-    result = run_cli("--sqlite-path", f"sqlite:///{sample_db}", "--postgres-url", pg_url)
+@pytest.mark.parametrize("form", ["sqlite:///{path}", "file://{path}"])
+def test_the_apps_own_sqlite_url_names_the_file(sample_db, pg_url, form):
+    """The app's development DATABASE_URL, sqlite:///PATH, or a file:///PATH URL pasted into
+    --sqlite-path."""
+    result = run_cli("--sqlite-path", form.format(path=sample_db), "--postgres-url", pg_url)
     assert result.returncode == 0, explain(result)
     assert pg_tables(pg_url)["tasks"] == 23
 

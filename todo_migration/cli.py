@@ -175,14 +175,17 @@ URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")  # two letters at least:
 
 
 def sqlite_path_of(value: str) -> str:
-    """--sqlite-path as typed, or the file an app's `sqlite:///PATH` URL names (its DATABASE_URL
-    in development); any other URL is refused before it is printed anywhere: a PostgreSQL URL
+    """--sqlite-path as typed, or the file an app's `sqlite:///PATH` URL (its DATABASE_URL in
+    development) or a `file:///PATH` URL names; any other URL is refused before it is printed
+    anywhere: a PostgreSQL URL
     swapped into a path flag would put its password in every message about that path."""
     scheme = URL_SCHEME.match(value)
     if scheme is None:
         return value
     if scheme.group(1).lower() == "sqlite" and value.lower().startswith("sqlite:///"):
         return value[len("sqlite:///") :].split("?")[0] or DEFAULT_SQLITE_PATH  # ?options: SQLAlchemy's
+    if scheme.group(1).lower() == "file" and value.lower().startswith("file:///"):
+        return value[len("file://") :].split("?")[0]  # a file URL's path is absolute
     raise UsageError(
         f"--sqlite-path is a {scheme.group(1)}:// URL, not a file (not shown: it may hold a password)",
         "did you swap the flags? --sqlite-path takes the SQLite file, e.g. --sqlite-path ./todo.db; "
