@@ -171,6 +171,7 @@ def resolve_target_url(cli_url: str | None, environ: dict[str, str], dotenv_path
     )
 
 
+EXAMPLE_NAMES = {"--rejects": "rejects.jsonl", "--report": "report.json"}  # in the advice of refusals
 URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")  # two letters at least: C:/ is a path
 
 
@@ -199,7 +200,7 @@ def refuse_url_as_output(flag: str, value: str | None) -> None:
     if value and (scheme := URL_SCHEME.match(value)):
         raise UsageError(
             f"{flag} is a {scheme.group(1)}:// URL, not a file (not shown: it may hold a password)",
-            f"pass a file name, e.g. {flag} {'rejects.jsonl' if flag == '--rejects' else 'report.json'}",
+            f"pass a file name, e.g. {flag} {EXAMPLE_NAMES[flag]}",
         )
 
 
@@ -219,8 +220,9 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     refuse_output_over_source(sqlite_path, {"--report": report})
     for flag, path in (("--report", report), ("--rejects", rejects)):
         refuse_unwritable_output(flag, path)
-    if args.on_invalid == "skip" and rejects is None and not args.reverse and sqlite_path.is_file():
-        rejects = sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
+    defaulted = rejects is None
+    rejects = rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
+    if args.on_invalid == "skip" and defaulted and not args.reverse and sqlite_path.is_file():
         try:  # a dry run that passed must mean the real run can write it
             refuse_unwritable_output("--rejects", rejects)
         except UsageError as exc:
@@ -228,7 +230,6 @@ def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
                 f"{exc.what} (the rejects file's default place, beside the SQLite file)",
                 "pass --rejects PATH in a directory you can write to",
             ) from None
-    rejects = rejects or sqlite_path.with_name(sqlite_path.name + ".rejects.jsonl")
     if args.on_invalid == "skip":
         refuse_output_over_source(sqlite_path, {"--rejects": rejects, "--report": report})
     return rejects, report
@@ -243,7 +244,7 @@ def refuse_unwritable_output(flag: str, path: Path | None) -> None:
     if path.is_dir():
         raise UsageError(
             f"{flag} {path} is a directory",
-            f"pass a file name, e.g. {flag} {path / ('rejects.jsonl' if flag == '--rejects' else 'report.json')}",
+            f"pass a file name, e.g. {flag} {path / EXAMPLE_NAMES[flag]}",
         )
     if not parent.is_dir():
         raise UsageError(
