@@ -344,15 +344,8 @@ def _inspect(conn: sqlite3.Connection) -> dict[str, SourceTable]:
         }
     tables = {}
     for name in names:
-        try:
-            tables[name.lower()] = _inspect_table(conn, name, sequences.get(name.lower()))
-        except Unreadable as exc:  # refused later if the models need it; else listed, not copied
-            tables[name.lower()] = SourceTable(name, [], None, None, unreadable=exc.args[0], fix=exc.args[1])
+        tables[name.lower()] = _inspect_table(conn, name, sequences.get(name.lower()))
     return tables
-
-
-class Unreadable(Exception):
-    """(why, what to do): a table this tool cannot read as rows by id."""
 
 
 def _inspect_table(conn: sqlite3.Connection, name: str, sequence: int | None) -> SourceTable:
@@ -373,10 +366,14 @@ def _inspect_table(conn: sqlite3.Connection, name: str, sequence: int | None) ->
     except sqlite3.OperationalError as exc:
         if "no such module" not in str(exc):
             raise
-        raise Unreadable(
-            f"table {name!r} in todo.db is a virtual table of an SQLite extension not loaded here ({exc})",
-            "the Todo app's tables are plain tables; rebuild that table as one",
-        ) from None
+        return SourceTable(
+            name,
+            [],
+            None,
+            None,
+            unreadable=f"table {name!r} in todo.db is a virtual table of an SQLite extension not loaded here ({exc})",
+            fix="the Todo app's tables are plain tables; rebuild that table as one",
+        )
     columns = [r[1] for r in info]
     pks = sorted((r for r in info if r[5]), key=lambda r: r[5])
     without_rowid = _is_without_rowid(conn, name)
