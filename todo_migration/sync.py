@@ -26,6 +26,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from typing import IO
 
 import psycopg2
@@ -151,10 +152,8 @@ def catch_up(
                     warn_of_another_epoch_unit(run, unit_then)
                 conn.rollback()
                 return deltas
-            if other is not None and any(d.changes for d in deltas.values()):
+            if other is not None:
                 confirm_another_file(run, other, deltas)
-            elif other is not None:
-                warn_of_another_file(run, other)
             if unit_then is not None:
                 confirm_another_epoch_unit(run, unit_then, deltas)
             rejects = steps.prepare_rejects(run, source, plan, validation)  # this run's, even if unchanged
@@ -387,22 +386,37 @@ def confirm_another_epoch_unit(run: Run, then: str, deltas: dict[str, TableDelta
     """Changed timestamps from another --epoch-unit are applied only with --yes (or asked on a
     terminal), as changes from another file are: a mistyped unit at the cutover would move every
     such timestamp, and each row looks simply updated."""
-    o = run.options
     updated = sum(d.updated for d in deltas.values())
-    if not any(d.changes for d in deltas.values()) or o.yes:
-        warn_of_another_epoch_unit(run, then)
+    applied_if_confirmed(
+        run,
+        lambda: warn_of_another_epoch_unit(run, then),
+        deltas,
+        f"Apply the changes ({updated:,} rows updated) with this unit?",
+        UsageError(
+            f"the last migrate/sync read epoch numbers as {then} (--epoch-unit {then}), this one as "
+            f"{run.options.epoch_unit}: the {updated:,} rows it would update may only be timestamps "
+            "read anew; nothing was changed",
+            f"re-run with --epoch-unit {then}, as last time; or, if PostgreSQL's timestamps are the wrong ones, "
+            "with --yes",
+        ),
+    )
+
+
+def applied_if_confirmed(
+    run: Run, say: Callable[[], None], deltas: dict[str, TableDelta], question: str, refusal: UsageError
+) -> None:
+    """Said (on stderr, so even with --quiet), and where there are changes to apply, applied only
+    when confirmed: asked on a terminal, --yes in a script, else `refusal` (a warning alone let a
+    wrong file empty PostgreSQL)."""
+    if not any(d.changes for d in deltas.values()) or run.options.yes:
+        say()
         return
     if sys.stdin.isatty():
-        warn_of_another_epoch_unit(run, then)
-        if run.console.confirm(f"Apply the changes ({updated:,} rows updated) with this unit?"):
+        say()
+        if run.console.confirm(question):
             return
         raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
-    raise UsageError(
-        f"the last migrate/sync read epoch numbers as {then} (--epoch-unit {then}), this one as "
-        f"{o.epoch_unit}: the {updated:,} rows it would update may only be timestamps read anew; "
-        "nothing was changed",
-        f"re-run with --epoch-unit {then}, as last time; or, if PostgreSQL's timestamps are the wrong ones, with --yes",
-    )
+    raise refusal
 
 
 def warn_of_another_file(run: Run, other: str) -> None:
@@ -414,24 +428,20 @@ def warn_of_another_file(run: Run, other: str) -> None:
 
 
 def confirm_another_file(run: Run, other: str, deltas: dict[str, TableDelta]) -> None:
-    """Changes from another file than last time are applied only when confirmed: asked on a
-    terminal, --yes in a script (the warning alone let a wrong file empty PostgreSQL)."""
+    """Changes from another file than last time are applied only when confirmed (a backup given
+    by mistake would roll PostgreSQL back)."""
     o = run.options
     deleted = sum(len(d.deleted_ids) for d in deltas.values())
-    if o.yes:
-        warn_of_another_file(run, other)
-        return
-    if sys.stdin.isatty():
-        warn_of_another_file(run, other)
-        if run.console.confirm(
-            f"Make PostgreSQL equal to {o.sqlite_path} ({deleted:,} rows deleted), not to {other} as last time?"
-        ):
-            return
-        raise MigrationError("not confirmed", "nothing was changed; pass --yes to skip the question")
-    raise UsageError(
-        f"{o.sqlite_path} is not the file the last migrate/sync read ({other}); applying its changes "
-        f"({deleted:,} rows deleted) would make PostgreSQL equal to it; nothing was changed",
-        "if it is the app's todo.db now, re-run with --yes; if not, pass the app's file with --sqlite-path",
+    applied_if_confirmed(
+        run,
+        lambda: warn_of_another_file(run, other),
+        deltas,
+        f"Make PostgreSQL equal to {o.sqlite_path} ({deleted:,} rows deleted), not to {other} as last time?",
+        UsageError(
+            f"{o.sqlite_path} is not the file the last migrate/sync read ({other}); applying its changes "
+            f"({deleted:,} rows deleted) would make PostgreSQL equal to it; nothing was changed",
+            "if it is the app's todo.db now, re-run with --yes; if not, pass the app's file with --sqlite-path",
+        ),
     )
 
 
